@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: MIT */
+/* Backing files of shadowed mappings, their classification, and the shadow
+ * arena.  Called with the engine lock held. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "file.h"
+
+#ifndef STATX_ATTR_DAX
+#define STATX_ATTR_DAX 0x00200000
+#endif
+#ifndef SECRETMEM_MAGIC
+#define SECRETMEM_MAGIC 0x5345434d
+#endif
+#ifndef DMA_BUF_MAGIC
+#define DMA_BUF_MAGIC 0x444d4142
+#endif
+#ifndef ANON_INODE_FS_MAGIC
+#define ANON_INODE_FS_MAGIC 0x09041934
+#endif
+
+static struct sm_file *files;
+
+/* Filesystems whose pages have no writeback: pinning them is safe. */
+static bool fs_without_writeback(long magic)
+{
+	switch (magic) {
+	case TMPFS_MAGIC:
+	case HUGETLBFS_MAGIC:
+	case RAMFS_MAGIC:
+	case SYSFS_MAGIC:
+	case PROC_SUPER_MAGIC:
+	case DEBUGFS_MAGIC:
+	case SECRETMEM_MAGIC:
+	case DMA_BUF_MAGIC:
+	case ANON_INODE_FS_MAGIC:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool is_dax(int fd)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, 0, &stx))
+		return false;
+	return (stx.stx_attributes_mask & STATX_ATTR_DAX) && (stx.stx_attributes & STATX_ATTR_DAX);
+}
+
+struct sm_file *sm_file_lookup(dev_t dev, ino_t ino)
+{
+	for (struct sm_file *f = files; f; f = f->next)
+		if (f->dev == dev && f->ino == ino)
+			return f;
+	return NULL;
+}
+
+struct sm_file *sm_file_first(void)
+{
+	return files;
+}
+
+void sm_file_put(struct sm_file *f)
+{
+	if (--f->refs)
+		return;
+	for (struct sm_file **p = &files; *p; p = &(*p)->next) {
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	}
+	close(f->fd);
+	free(f);
+}
+
+/* Open the file behind a mapping.  /proc/self/maps gives a path; it must
+ * still name the same inode.  For unlinked files, /proc/self/map_files
+ * works where we may read it (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE). */
+static int open_backing(const struct sm_vma *v, bool write, int *out)
+{
+	int flags = (write ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+	char alt[64];
+	const char *cands[2];
+	int ncand = 0;
+
+	if (v->path && !strstr(v->path, " (deleted)"))
+		cands[ncand++] = v->path;
+	snprintf(alt, sizeof(alt), "/proc/self/map_files/%lx-%lx",
+		 (unsigned long)v->start, (unsigned long)v->end);
+	cands[ncand++] = alt;
+	for (int i = 0; i < ncand; i++) {
+		struct stat st;
+		int fd = open(cands[i], flags);
+
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino == v->inode) {
+			*out = fd;
+			return 0;
+		}
+		close(fd);
+	}
+	return EACCES;
+}
+
+int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
+		     struct sm_file **file)
+{
+	struct statfs sfs;
+	struct stat st;
+	struct sm_file *f;
+	int fd, err;
+
+	*kind = SM_BACK_NONE;
+	*file = NULL;
+	if (!v->has_file || !v->shared)
+		return 0;
+	if (sm_arena_is(v)) {
+		*kind = SM_BACK_ARENA;
+		return 0;
+	}
+	/* Names the kernel gives shmem and SysV segments: tmpfs, never shadowed. */
+	if (v->path && (!strncmp(v->path, "/memfd:", 7) || !strncmp(v->path, "/dev/zero", 9) ||
+			!strncmp(v->path, "/SYSV", 5) || !strncmp(v->path, "/dev/shm/", 9)))
+		return 0;
+	err = open_backing(v, write, &fd);
+	if (err) {
+		/* Cannot tell what it is: a device or special file we may not
+		 * open is left to the kernel; a regular file we cannot reopen
+		 * is an error (we could not write it back). */
+		if (v->path && !strncmp(v->path, "/dev/", 5))
+			return 0;
+		sm_error("cannot reopen %s (inode %llu) to shadow it", v->path ? v->path : "?",
+			 (unsigned long long)v->inode);
+		return err;
+	}
+	if (fstatfs(fd, &sfs) || fstat(fd, &st)) {
+		err = errno;
+		close(fd);
+		return err;
+	}
+	if (fs_without_writeback((long)sfs.f_type)) {
+		close(fd);
+		return 0;
+	}
+	f = sm_file_lookup(st.st_dev, st.st_ino);
+	if (f) {
+		if (write && !f->writable) {
+			/* Upgrade: keep the new, writable descriptor. */
+			close(f->fd);
+			f->fd = fd;
+			f->writable = true;
+		} else {
+			close(fd);
+		}
+	} else {
+		f = calloc(1, sizeof(*f));
+		if (!f) {
+			close(fd);
+			return ENOMEM;
+		}
+		f->dev = st.st_dev;
+		f->ino = st.st_ino;
+		f->fd = fd;
+		f->writable = write;
+		f->dax = is_dax(fd);
+		f->next = files;
+		files = f;
+	}
+	f->refs++;
+	*kind = SM_BACK_FILE;
+	*file = f;
+	return 0;
+}
+
+void sm_file_reset(void)
+{
+	/* The parent's files: close our copies of the descriptors. */
+	while (files) {
+		struct sm_file *f = files;
+
+		files = f->next;
+		close(f->fd);
+		free(f);
+	}
+}
+
+/* ---- arena ---- */
+
+struct free_ext {
+	off_t off;
+	size_t len;
+};
+
+static int arena = -1;
+static dev_t arena_dev;
+static ino_t arena_ino;
+static off_t arena_end;		/* bump pointer */
+static off_t arena_size;	/* ftruncate'd size */
+static struct free_ext *free_list;
+static size_t nfree, free_cap;
+
+static int arena_open(void)
+{
+	struct stat st;
+
+	if (arena >= 0)
+		return 0;
+	arena = memfd_create("safe_mr-shadow", MFD_CLOEXEC);
+	if (arena < 0)
+		return errno;
+	if (fstat(arena, &st)) {
+		int err = errno;
+
+		close(arena);
+		arena = -1;
+		return err;
+	}
+	arena_dev = st.st_dev;
+	arena_ino = st.st_ino;
+	return 0;
+}
+
+int sm_arena_fd(void)
+{
+	return arena;
+}
+
+bool sm_arena_is(const struct sm_vma *v)
+{
+	return arena >= 0 && v->inode == arena_ino &&
+	       makedev(v->dev_major, v->dev_minor) == arena_dev;
+}
+
+int sm_arena_alloc(size_t len, off_t *off)
+{
+	int err = arena_open();
+
+	if (err)
+		return err;
+	for (size_t i = 0; i < nfree; i++) {
+		if (free_list[i].len >= len) {
+			*off = free_list[i].off;
+			free_list[i].off += (off_t)len;
+			free_list[i].len -= len;
+			if (!free_list[i].len)
+				free_list[i] = free_list[--nfree];
+			return 0;
+		}
+	}
+	if (arena_end + (off_t)len > arena_size) {
+		off_t want = arena_end + (off_t)len;
+
+		want = want < arena_size * 2 ? arena_size * 2 : want;
+		if (ftruncate(arena, want))
+			return errno;
+		arena_size = want;
+	}
+	*off = arena_end;
+	arena_end += (off_t)len;
+	return 0;
+}
+
+void sm_arena_discard(off_t off, size_t len)
+{
+	if (len && fallocate(arena, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len))
+		sm_debug("punching the shadow arena: %s", strerror(errno));
+}
+
+void sm_arena_free(off_t off, size_t len)
+{
+	sm_arena_discard(off, len);
+	/* Merge with a neighbour if there is one; else remember the extent. */
+	for (size_t i = 0; i < nfree; i++) {
+		if (free_list[i].off + (off_t)free_list[i].len == off) {
+			free_list[i].len += len;
+			return;
+		}
+		if (off + (off_t)len == free_list[i].off) {
+			free_list[i].off = off;
+			free_list[i].len += len;
+			return;
+		}
+	}
+	if (off + (off_t)len == arena_end) {
+		arena_end = off;
+		return;
+	}
+	if (nfree == free_cap) {
+		size_t ncap = free_cap ? free_cap * 2 : 16;
+		struct free_ext *n = realloc(free_list, ncap * sizeof(*n));
+
+		if (!n)
+			return;	/* leak the range: harmless, punched already */
+		free_list = n;
+		free_cap = ncap;
+	}
+	free_list[nfree++] = (struct free_ext){ off, len };
+}
+
+void sm_arena_reset(void)
+{
+	/* A forked child must not allocate in (or punch!) the parent's arena. */
+	if (arena >= 0)
+		close(arena);
+	arena = -1;
+	arena_end = arena_size = 0;
+	nfree = 0;
+}

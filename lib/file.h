@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef SM_FILE_H
+#define SM_FILE_H
+
+#include <sys/stat.h>
+
+#include "internal.h"
+#include "vma.h"
+
+/* A backing file of shadowed pages: our own descriptor on it, used for
+ * filling shadows, writing back and restoring the mapping. */
+struct sm_file {
+	struct sm_file *next;
+	dev_t dev;		/* fstat of our descriptor: what fsync(fd) sees */
+	ino_t ino;
+	int fd;
+	bool writable;		/* fd opened O_RDWR */
+	bool dax;
+	unsigned int refs;	/* chunks using it */
+};
+
+enum sm_backing {
+	SM_BACK_NONE,		/* anonymous, private, tmpfs, hugetlbfs, devices: leave alone */
+	SM_BACK_FILE,		/* shared mapping of a regular file with writeback */
+	SM_BACK_ARENA,		/* our own shadow memory */
+};
+
+/* Classify a shared file-backed VMA; for SM_BACK_FILE also return the file
+ * (referenced, opened with write access if `write`).  0 or errno. */
+int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
+		     struct sm_file **file);
+void sm_file_put(struct sm_file *f);
+/* The file with this identity, if any pages of it are shadowed. */
+struct sm_file *sm_file_lookup(dev_t dev, ino_t ino);
+/* Iterate all files (engine lock held). */
+struct sm_file *sm_file_first(void);
+/* Forget everything without closing mappings (fork child). */
+void sm_file_reset(void);
+
+/* The shadow arena: one memfd for all shadow memory of the process. */
+int sm_arena_alloc(size_t len, off_t *off);
+void sm_arena_free(off_t off, size_t len);
+void sm_arena_discard(off_t off, size_t len);	/* release memory, keep range */
+int sm_arena_fd(void);
+bool sm_arena_is(const struct sm_vma *v);
+void sm_arena_reset(void);
+
+#endif

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/* Range holds: the shadow engine without a verbs registration, for other
+ * registration paths (the libfabric hook, other NIC libraries). */
+#include <errno.h>
+
+#include "safe_mr.h"
+#include "shadow.h"
+
+SM_EXPORT int safe_mr_range_acquire(void *addr, size_t length, unsigned int access,
+				    const void *owner, struct safe_mr_range **range)
+{
+	struct sm_hold *h;
+	int err;
+
+	if (!range)
+		return EINVAL;
+	*range = NULL;
+	sm_init();
+	SM_STAT_ADD(registrations, 1);
+	if (sm_cfg.mode == SM_MODE_OFF) {
+		/* Still a valid handle, shadowing nothing. */
+		err = sm_hold_acquire(addr, length, 0, false, owner, &h);
+	} else {
+		err = sm_hold_acquire(addr, length, access, false, owner, &h);
+	}
+	if (!err)
+		*range = (struct safe_mr_range *)h;
+	return err;
+}
+
+SM_EXPORT int safe_mr_range_sync(struct safe_mr_range *range, size_t offset, size_t length,
+				 unsigned int flags)
+{
+	if (!range || (flags & ~SAFE_MR_SYNC_DURABLE))
+		return EINVAL;
+	return sm_hold_sync((struct sm_hold *)range, offset, length,
+			    flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
+}
+
+SM_EXPORT int safe_mr_range_release(struct safe_mr_range *range)
+{
+	if (!range)
+		return EINVAL;
+	return sm_hold_release((struct sm_hold *)range);
+}
+
+SM_EXPORT size_t safe_mr_range_shadowed(const struct safe_mr_range *range)
+{
+	return sm_hold_shadowed((const struct sm_hold *)range);
+}
+
+SM_EXPORT int safe_mr_sync_owner(const void *owner, unsigned int flags)
+{
+	int first = 0;
+
+	if (flags & ~SAFE_MR_SYNC_DURABLE)
+		return EINVAL;
+	pthread_mutex_lock(&sm_lock);
+	for (struct sm_hold *h = sm_hold_first(); h; h = h->next) {
+		if (h->owner != owner)
+			continue;
+		int err = sm_hold_sync_locked(h, 0, 0,
+					      flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
+		if (err && !first)
+			first = err;
+	}
+	pthread_mutex_unlock(&sm_lock);
+	return first;
+}
+
+SM_EXPORT int safe_mr_release_owner(const void *owner)
+{
+	int first = 0;
+
+	for (;;) {
+		struct sm_hold *h;
+
+		pthread_mutex_lock(&sm_lock);
+		for (h = sm_hold_first(); h && h->owner != owner; h = h->next)
+			;
+		pthread_mutex_unlock(&sm_lock);
+		if (!h)
+			return first;
+		int err = sm_hold_release(h);
+		if (err) {
+			/* Keep it, but stop looking at it: move the owner aside so
+			 * the loop ends; a later sync of the file retries. */
+			if (!first)
+				first = err;
+			sm_hold_set_owner(h, NULL);
+		}
+	}
+}
+
+SM_EXPORT int safe_mr_fi_sync(struct fid_mr *mr, unsigned int flags)
+{
+	if (!mr)
+		return EINVAL;
+	return safe_mr_sync_owner(mr, flags);
+}

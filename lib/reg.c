@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: MIT */
+/* Drop-in replacements for the libibverbs registration calls. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "safe_mr.h"
+#include "shadow.h"
+
+#define WRITE_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
+#define ODP_RC_NEEDED (IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_RECV | IBV_ODP_SUPPORT_WRITE | \
+		       IBV_ODP_SUPPORT_READ | IBV_ODP_SUPPORT_ATOMIC)
+
+/* ODP support per device context, asked once (SAFE_MR_MODE=auto). */
+struct odp_cache {
+	struct ibv_context *ctx;
+	bool odp;
+};
+static struct odp_cache odp_seen[16];
+static pthread_mutex_t odp_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool context_has_odp(struct ibv_context *ctx)
+{
+	struct ibv_device_attr_ex attr;
+	bool odp = false;
+	unsigned i;
+
+	pthread_mutex_lock(&odp_lock);
+	for (i = 0; i < 16 && odp_seen[i].ctx; i++)
+		if (odp_seen[i].ctx == ctx) {
+			odp = odp_seen[i].odp;
+			pthread_mutex_unlock(&odp_lock);
+			return odp;
+		}
+	memset(&attr, 0, sizeof(attr));
+	if (ibv_query_device_ex(ctx, NULL, &attr) == 0)
+		odp = (attr.odp_caps.general_caps & IBV_ODP_SUPPORT) &&
+		      (attr.odp_caps.per_transport_caps.rc_odp_caps & ODP_RC_NEEDED) == ODP_RC_NEEDED;
+	if (i < 16)
+		odp_seen[i] = (struct odp_cache){ ctx, odp };
+	pthread_mutex_unlock(&odp_lock);
+	sm_info("device %s: %s", ibv_get_device_name(ctx->device),
+		odp ? "On-Demand Paging for RC: file mappings use ODP" : "no ODP: shadowing");
+	return odp;
+}
+
+static struct ibv_mr *reg_shadowed(const struct sm_verbs *v, struct ibv_pd *pd, void *addr,
+				   size_t length, uint64_t iova, unsigned int access, bool force)
+{
+	struct sm_hold *h;
+	struct ibv_mr *mr;
+	int err;
+
+	err = sm_hold_acquire(addr, length, access, force, NULL, &h);
+	if (err) {
+		errno = err;
+		return NULL;
+	}
+	if (!sm_hold_shadowed(h)) {
+		sm_hold_abort(h);
+		h = NULL;
+	}
+	mr = v->reg_mr_iova2(pd, addr, length, iova, access);
+	if (!mr) {
+		err = errno;
+		sm_hold_abort(h);
+		errno = err;
+		return NULL;
+	}
+	if (h)
+		sm_hold_set_owner(h, mr);
+	return mr;
+}
+
+SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova2(struct ibv_pd *pd, void *addr, size_t length,
+					      uint64_t iova, unsigned int access)
+{
+	const struct sm_verbs *v;
+	struct ibv_mr *mr;
+
+	sm_init();
+	SM_STAT_ADD(registrations, 1);
+	if (!pd || !pd->context) {
+		errno = EINVAL;
+		return NULL;
+	}
+	v = sm_real_verbs();
+	if (!v)
+		return NULL;
+	if (sm_cfg.mode == SM_MODE_OFF || (access & IBV_ACCESS_ON_DEMAND))
+		return v->reg_mr_iova2(pd, addr, length, iova, access);
+	if (!length) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!(access & WRITE_ACCESS)) {
+		/* Read-only pins of file pages are allowed, except fsdax and
+		 * (on 6.1) read-only shared mappings: try, then shadow. */
+		mr = v->reg_mr_iova2(pd, addr, length, iova, access);
+		if (mr || (errno != EFAULT && errno != EOPNOTSUPP))
+			return mr;
+		sm_debug("read-only registration refused (%s): retrying with a shadow",
+			 strerror(errno));
+		return reg_shadowed(v, pd, addr, length, iova, access, true);
+	}
+	if (sm_cfg.mode == SM_MODE_AUTO && context_has_odp(pd->context)) {
+		int need = sm_needs_shadow(addr, length, access);
+
+		if (need < 0)
+			return NULL;	/* errno: what the kernel would say */
+		if (need) {
+			mr = v->reg_mr_iova2(pd, addr, length, iova, access | IBV_ACCESS_ON_DEMAND);
+			if (mr) {
+				SM_STAT_ADD(odp, 1);
+				return mr;
+			}
+			sm_info("ODP registration failed (%s): shadowing instead", strerror(errno));
+		}
+	}
+	return reg_shadowed(v, pd, addr, length, iova, access, false);
+}
+
+SM_EXPORT struct ibv_mr *safe_mr_reg_mr(struct ibv_pd *pd, void *addr, size_t length, int access)
+{
+	return safe_mr_reg_mr_iova2(pd, addr, length, (uintptr_t)addr, (unsigned int)access);
+}
+
+SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova(struct ibv_pd *pd, void *addr, size_t length,
+					     uint64_t iova, int access)
+{
+	return safe_mr_reg_mr_iova2(pd, addr, length, iova, (unsigned int)access);
+}
+
+/* The holds of an MR, detached from the owner list of the engine. */
+static int sync_owner_locked(const void *owner, unsigned int flags)
+{
+	int first = 0;
+
+	for (struct sm_hold *h = sm_hold_first(); h; h = h->next)
+		if (h->owner == owner) {
+			int err = sm_hold_sync_locked(h, 0, 0, flags);
+
+			if (err && !first)
+				first = err;
+		}
+	return first;
+}
+
+SM_EXPORT int safe_mr_dereg_mr(struct ibv_mr *mr)
+{
+	const struct sm_verbs *v;
+	int err;
+
+	if (!mr)
+		return EINVAL;
+	v = sm_real_verbs();
+	if (!v)
+		return errno;
+	/* Write back first: on failure the MR stays registered and the data
+	 * stays in the shadow; the caller sees the errno and may retry. */
+	if (atomic_load(&sm_nchunks)) {
+		pthread_mutex_lock(&sm_lock);
+		err = sync_owner_locked(mr, SM_WB_DURABLE);
+		pthread_mutex_unlock(&sm_lock);
+		if (err)
+			return err;
+	}
+	err = v->dereg_mr(mr);
+	if (err)
+		return err;
+	/* The NIC is done.  Anything it wrote since the sync above is written
+	 * by the release; if that fails the pages stay pending (logged) and
+	 * are retried at the next sync point of the file. */
+	if (safe_mr_release_owner(mr))
+		sm_error("data written between sync and deregistration is pending");
+	return 0;
+}
+
+SM_EXPORT int safe_mr_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *addr,
+			       size_t length, int access)
+{
+	const struct sm_verbs *v = sm_real_verbs();
+	struct sm_hold *h = NULL;
+	void *new_addr;
+	size_t new_len;
+	unsigned int new_access;
+	int err;
+
+	if (!mr)
+		return EINVAL;
+	if (!v)
+		return errno;
+	if (sm_cfg.mode == SM_MODE_OFF ||
+	    !(flags & (IBV_REREG_MR_CHANGE_TRANSLATION | IBV_REREG_MR_CHANGE_ACCESS)))
+		return v->rereg_mr(mr, flags, pd, addr, length, access);
+	new_addr = (flags & IBV_REREG_MR_CHANGE_TRANSLATION) ? addr : mr->addr;
+	new_len = (flags & IBV_REREG_MR_CHANGE_TRANSLATION) ? length : mr->length;
+	/* Without CHANGE_ACCESS we do not know the old access: assume the
+	 * NIC may write (a needless shadow at worst, never a missing one). */
+	new_access = (flags & IBV_REREG_MR_CHANGE_ACCESS) ? (unsigned int)access
+							  : IBV_ACCESS_LOCAL_WRITE;
+	if (access & IBV_ACCESS_ON_DEMAND && (flags & IBV_REREG_MR_CHANGE_ACCESS))
+		return v->rereg_mr(mr, flags, pd, addr, length, access);
+	err = sm_hold_acquire(new_addr, new_len, new_access, false, NULL, &h);
+	if (err)
+		return err;
+	/* Old data first: the old range's holds are written back before the
+	 * NIC is pointed elsewhere. */
+	pthread_mutex_lock(&sm_lock);
+	err = sync_owner_locked(mr, SM_WB_DURABLE);
+	pthread_mutex_unlock(&sm_lock);
+	if (err) {
+		sm_hold_abort(h);
+		return err;
+	}
+	err = v->rereg_mr(mr, flags, pd, addr, length, access);
+	if (err) {
+		sm_hold_abort(h);
+		return err;
+	}
+	if (safe_mr_release_owner(mr))
+		sm_error("rereg: data of the old range is pending");
+	if (sm_hold_shadowed(h))
+		sm_hold_set_owner(h, mr);
+	else
+		sm_hold_abort(h);
+	return 0;
+}
+
+SM_EXPORT int safe_mr_sync(struct ibv_mr *mr, size_t offset, size_t length, unsigned int flags)
+{
+	int first = 0;
+
+	if (!mr || (flags & ~SAFE_MR_SYNC_DURABLE) || offset > mr->length)
+		return EINVAL;
+	if (!length || length > mr->length - offset)
+		length = mr->length - offset;
+	if (!atomic_load(&sm_nchunks))
+		return 0;
+	pthread_mutex_lock(&sm_lock);
+	for (struct sm_hold *h = sm_hold_first(); h; h = h->next) {
+		if (h->owner != mr)
+			continue;
+		/* The hold covers [h->addr, +len) = the MR's range. */
+		int err = sm_hold_sync_locked(h, offset, length,
+					      flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
+
+		if (err && !first)
+			first = err;
+	}
+	pthread_mutex_unlock(&sm_lock);
+	return first;
+}

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/* dlopen interposer, for programs that dlopen("libibverbs.so.1") and look
+ * the verbs up through that handle (NCCL does), which never sees an
+ * LD_PRELOAD definition.  For libibverbs we load it with the caller's flags
+ * and hand back a handle to this library instead: dlsym/dlvsym on it search
+ * us first, then our dependencies (libsafe_mr.so, libibverbs), so our
+ * ibv_reg_mr & co. win and every other symbol is libibverbs' own.
+ *
+ * glibc resolves relative names with the *caller's* DT_RUNPATH, and takes
+ * the caller from dlopen's return address.  So every other call must reach
+ * the real dlopen as a tail jump, with the caller's return address still on
+ * the stack: that part is a few lines of assembly.  (libsafe_mr.so itself
+ * never calls dlopen; tests/preload/check_symbols.sh asserts it.) */
+#include <dlfcn.h>
+#include <stddef.h>
+
+#include "preload.h"
+
+typedef void *(*dlopen_fn)(const char *, int);
+
+static dlopen_fn real_dlopen(void)
+{
+	static dlopen_fn real;
+	dlopen_fn fn = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
+
+	if (!fn) {
+		/* dlsym does not call dlopen, so this cannot recurse. */
+		fn = (dlopen_fn)dlsym(RTLD_NEXT, "dlopen");
+		__atomic_store_n(&real, fn, __ATOMIC_RELEASE);
+	}
+	return fn;
+}
+
+static void *dlopen_ibverbs(const char *file, int mode)
+{
+	dlopen_fn real = real_dlopen();
+	Dl_info self;
+	void *ib, *h;
+
+	/* Really load it, with their flags (RTLD_GLOBAL, RTLD_NODELETE, ...). */
+	ib = real(file, mode);
+	if (!ib)
+		return NULL;
+	if (!dladdr((void *)dlopen_ibverbs, &self) || !self.dli_fname)
+		return ib;
+	/* A counted reference to ourselves, so their dlclose is harmless. */
+	h = real(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+	if (!h)
+		return ib;
+	/* libibverbs stays loaded: libsafe_mr.so depends on it. */
+	dlclose(ib);
+	return h;
+}
+
+static void *dlopen_unavailable(const char *file, int mode)
+{
+	(void)file;
+	(void)mode;
+	return NULL;
+}
+
+/* Called by the dlopen stub below: the function to jump to. */
+__attribute__((used)) dlopen_fn sm_pl_dlopen_target(const char *file, int mode);
+__attribute__((used)) dlopen_fn sm_pl_dlopen_target(const char *file, int mode)
+{
+	dlopen_fn real = real_dlopen();
+
+	(void)mode;
+	if (!real)
+		return dlopen_unavailable;
+	if (file && sm_pl_is_ibverbs(file))
+		return dlopen_ibverbs;
+	return real;
+}
+
+#if defined(__x86_64__)
+__asm__(
+	"	.text\n"
+	"	.globl dlopen\n"
+	"	.type dlopen, @function\n"
+	"dlopen:\n"
+	"	.cfi_startproc\n"
+#ifdef __CET__
+	"	endbr64\n"
+#endif
+	"	pushq %rdi\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	pushq %rsi\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	subq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	call sm_pl_dlopen_target\n"
+	"	addq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	popq %rsi\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	popq %rdi\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	jmp *%rax\n"
+	"	.cfi_endproc\n"
+	"	.size dlopen, .-dlopen\n");
+#elif defined(__aarch64__)
+__asm__(
+	"	.text\n"
+	"	.globl dlopen\n"
+	"	.type dlopen, %function\n"
+	"	.p2align 2\n"
+	"dlopen:\n"
+	"	.cfi_startproc\n"
+	"	stp x29, x30, [sp, #-32]!\n"
+	"	.cfi_def_cfa_offset 32\n"
+	"	.cfi_offset 29, -32\n"
+	"	.cfi_offset 30, -24\n"
+	"	mov x29, sp\n"
+	"	stp x0, x1, [sp, #16]\n"
+	"	bl sm_pl_dlopen_target\n"
+	"	mov x16, x0\n"
+	"	ldp x0, x1, [sp, #16]\n"
+	"	ldp x29, x30, [sp], #32\n"
+	"	.cfi_def_cfa_offset 0\n"
+	"	.cfi_restore 29\n"
+	"	.cfi_restore 30\n"
+	"	br x16\n"
+	"	.cfi_endproc\n"
+	"	.size dlopen, .-dlopen\n");
+#else
+/* Elsewhere a C wrapper: relative names are then searched with this
+ * library's RUNPATH, not the caller's. */
+__attribute__((visibility("default"))) void *dlopen(const char *file, int mode)
+{
+	return sm_pl_dlopen_target(file, mode)(file, mode);
+}
+#endif

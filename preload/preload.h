@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared state of the LD_PRELOAD layer.  Everything here is hidden: the only
+ * exports are the interposed symbols (see libsafe_mr_preload.map). */
+#ifndef SAFE_MR_PRELOAD_H
+#define SAFE_MR_PRELOAD_H
+
+#include <stdbool.h>
+#include <stdatomic.h>
+
+/* Set by our constructor.  Our dependencies (libsafe_mr.so, libibverbs,
+ * libc) are initialised before it, so once it is set the engine may be
+ * called; before that the libc wrappers go straight to the kernel. */
+extern atomic_bool sm_pl_ready;
+
+/* Per-thread "inside a wrapper" flag.  initial-exec: no __tls_get_addr,
+ * which may allocate on first use. */
+extern __thread bool sm_pl_busy __attribute__((tls_model("initial-exec")));
+
+/* True when a libc wrapper must bypass the engine (too early, or re-entered). */
+static inline bool sm_pl_bypass(void)
+{
+	return !atomic_load_explicit(&sm_pl_ready, memory_order_acquire) || sm_pl_busy;
+}
+
+/* libibverbs' link map (a valid dlsym/dlvsym handle), found by walking
+ * _r_debug; NULL if it is not loaded. */
+void *sm_pl_ibverbs_handle(void);
+
+/* Basename of `path` starts with "libibverbs.so". */
+bool sm_pl_is_ibverbs(const char *path);
+
+#endif
