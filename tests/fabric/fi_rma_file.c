@@ -254,10 +254,10 @@ static void server(int sock)
 		nseg = 2;
 		iov[0] = (struct iovec){ seg[0].addr, seg[0].len };
 		iov[1] = (struct iovec){ seg[1].addr, seg[1].len };
-		CHECK_FI(fi_mr_regv(r.domain, iov, 2, access, 0, 0, 0, &mr, NULL));
+		CHECK_FI(fi_mr_regv(r.domain, iov, 2, access, 0, rdm_key(&r), 0, &mr, NULL));
 	} else {
-		CHECK_FI(fi_mr_reg(r.domain, seg[0].addr, seg[0].len, access, 0, 0, 0, &mr,
-				   NULL));
+		CHECK_FI(fi_mr_reg(r.domain, seg[0].addr, seg[0].len, access, 0, rdm_key(&r),
+				   0, &mr, NULL));
 	}
 	if (op == OP_READ) {
 		/* A CPU store after registration: the peer must read it, and
@@ -308,10 +308,12 @@ static void server(int sock)
 			die("safe_mr_fi_sync: %s", strerror(ret));
 		}
 		for (int i = 0; i < nseg && op != OP_ATOMIC; i++) {
-			if (op == OP_READ ? !((uint8_t)seg[i].addr[pg + 5] ==
-					      pattern(pg + 5, SEED_NEW))
+			uint8_t c = 0;
+
+			if (op == OP_READ ? pread(seg[i].fd, &c, 1, pg + 5) != 1 ||
+					      c != pattern(pg + 5, SEED_NEW)
 					  : !file_holds(&seg[i], want, true))
-				die("after the sync the disk lacks the data (segment %d)", i);
+				die("after the sync the file lacks the data (segment %d)", i);
 		}
 		if (op == OP_ATOMIC && !atomic_file_done(&seg[0]))
 			die("after the sync the file lacks the atomic results");

@@ -146,10 +146,17 @@ void rdm_wait(struct rdm *r, const char *what)
 	}
 }
 
+uint64_t rdm_key(struct rdm *r)
+{
+	if (r->info->domain_attr->mr_mode & FI_MR_PROV_KEY)
+		return 0;
+	return ++r->next_key;
+}
+
 struct fid_mr *rdm_reg(struct rdm *r, void *buf, size_t len, uint64_t access)
 {
 	struct fid_mr *mr;
 
-	CHECK_FI(fi_mr_reg(r->domain, buf, len, access, 0, 0, 0, &mr, NULL));
+	CHECK_FI(fi_mr_reg(r->domain, buf, len, access, 0, rdm_key(r), 0, &mr, NULL));
 	return mr;
 }

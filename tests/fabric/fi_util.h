@@ -25,6 +25,7 @@ struct rdm {
 	struct fid_av *av;
 	fi_addr_t peer;
 	int sock;		/* socketpair end to the peer process */
+	uint64_t next_key;	/* for providers without FI_MR_PROV_KEY */
 };
 
 /* caps: FI_MSG | FI_RMA [| FI_ATOMIC].  Node from FI_RMA_NODE (default
@@ -37,6 +38,8 @@ void rdm_close(struct rdm *r);
  * for the TCG guest); dies on error completions. */
 void rdm_wait(struct rdm *r, const char *what);
 /* Register local memory (FI_MR_LOCAL providers need a descriptor). */
+/* requested_key for the next registration (0 with FI_MR_PROV_KEY). */
+uint64_t rdm_key(struct rdm *r);
 struct fid_mr *rdm_reg(struct rdm *r, void *buf, size_t len, uint64_t access);
 
 /* Out-of-band messages over the socketpair. */
