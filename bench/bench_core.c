@@ -203,7 +203,7 @@ struct row {
 	double target;		/* ratio or seconds */
 	bool measured;
 	bool pass;
-	char note[96];
+	char note[192];
 };
 
 static struct row rows[32];

@@ -38,22 +38,6 @@ static inline uintptr_t page_addr(const struct sm_chunk *c, size_t i)
 	return c->start + i * sm_page_size;
 }
 
-/* The chunk page shadowed at `addr`, if any. */
-static struct sm_chunk *chunk_at(uintptr_t addr, size_t *idx)
-{
-	for (struct sm_chunk *c = chunks; c; c = c->next) {
-		if (addr >= c->start && addr < c->start + c->npages * sm_page_size) {
-			size_t i = (addr - c->start) / sm_page_size;
-
-			if (c->pg[i].state == PG_MAPPED) {
-				*idx = i;
-				return c;
-			}
-		}
-	}
-	return NULL;
-}
-
 static int thread_count(void)
 {
 	char buf[1024], *p;
@@ -654,6 +638,42 @@ static void hold_unlink(struct sm_hold *h)
 	}
 }
 
+/* Chunk pages still marked mapped inside [start, end) although the VMA
+ * there is not ours any more (the application unmapped it with the raw
+ * libc call): they are not at that address, whatever we thought. */
+static void detach_stale(uintptr_t start, uintptr_t end)
+{
+	size_t first, count;
+
+	for (struct sm_chunk *c = chunks; c; c = c->next)
+		if (chunk_clip(c, start, end, &first, &count))
+			for (size_t i = first; i < first + count; i++)
+				if (c->pg[i].state == PG_MAPPED)
+					c->pg[i].state = PG_DETACHED;
+}
+
+/* Our own shadow pages inside VMA piece v: reference the mapped runs. */
+static int hold_existing(struct sm_hold *h, const struct sm_vma *v)
+{
+	size_t first, count;
+
+	for (struct sm_chunk *c = chunks; c; c = c->next) {
+		if (!chunk_clip(c, v->start, v->end, &first, &count))
+			continue;
+		for (size_t i = first; i < first + count;) {
+			size_t j = i;
+			int err;
+
+			while (j < first + count && c->pg[j].state == PG_MAPPED)
+				j++;
+			if (j > i && (err = hold_push(h, c, i, j - i)))
+				return err;
+			i = j > i ? j : i + 1;
+		}
+	}
+	return 0;
+}
+
 /* Add the pages of VMA piece v to hold h: the ones we shadow already get a
  * reference, the others are shadowed now. */
 static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bool force)
@@ -666,19 +686,13 @@ static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bo
 
 	if (!v->shared || !v->has_file)
 		return 0;
-	err = sm_file_classify(v, write && (v->prot & PROT_WRITE), &kind, &f);
+	/* A writable mapping gets a writable descriptor whatever the access:
+	 * the CPU may write the shadow too, and that must reach the file. */
+	err = sm_file_classify(v, (v->prot & PROT_WRITE) != 0, &kind, &f);
 	if (err)
 		return err;
-	if (kind == SM_BACK_ARENA) {
-		for (uintptr_t a = v->start; a < v->end; a += sm_page_size) {
-			size_t i;
-
-			c = chunk_at(a, &i);
-			if (c && (err = hold_push(h, c, i, 1)))
-				return err;
-		}
-		return 0;
-	}
+	if (kind == SM_BACK_ARENA)
+		return hold_existing(h, v);
 	if (kind != SM_BACK_FILE)
 		return 0;
 	/* A writable pin of a read-only mapping fails in the kernel with
@@ -689,6 +703,8 @@ static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bo
 		sm_file_put(f);
 		return 0;
 	}
+	if (sm_nchunks)
+		detach_stale(v->start, v->end);
 	err = chunk_create(v, f, &c);
 	if (err) {
 		sm_file_put(f);

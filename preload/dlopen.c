@@ -9,10 +9,13 @@
  * glibc resolves relative names with the *caller's* DT_RUNPATH, and takes
  * the caller from dlopen's return address.  So every other call must reach
  * the real dlopen as a tail jump, with the caller's return address still on
- * the stack: that part is a few lines of assembly.  (libsafe_mr.so itself
- * never calls dlopen; tests/preload/check_symbols.sh asserts it.) */
+ * the stack: that part is a few lines of assembly.  Calls made by safe_mr's
+ * own objects (libsafe_mr.so looks up libc's dlopen with dlopen("libc.so.6",
+ * RTLD_NOLOAD)) are never redirected. */
 #include <dlfcn.h>
+#include <link.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "preload.h"
 
@@ -59,16 +62,35 @@ static void *dlopen_unavailable(const char *file, int mode)
 	return NULL;
 }
 
-/* Called by the dlopen stub below: the function to jump to. */
-__attribute__((used)) dlopen_fn sm_pl_dlopen_target(const char *file, int mode);
-__attribute__((used)) dlopen_fn sm_pl_dlopen_target(const char *file, int mode)
+/* Is `caller` code of libsafe_mr.so or of this library? */
+static bool from_safe_mr(const void *caller)
+{
+	struct link_map *map = NULL;
+	Dl_info info, self;
+	const char *base;
+
+	if (!dladdr1(caller, &info, (void **)&map, RTLD_DL_LINKMAP) || !map || !map->l_name)
+		return false;
+	if (dladdr((void *)from_safe_mr, &self) && info.dli_fbase == self.dli_fbase)
+		return true;
+	base = strrchr(map->l_name, '/');
+	base = base ? base + 1 : map->l_name;
+	return strncmp(base, "libsafe_mr.so", strlen("libsafe_mr.so")) == 0;
+}
+
+/* Called by the dlopen stub below: the function to jump to.  `caller` is
+ * dlopen's return address. */
+__attribute__((used)) dlopen_fn sm_pl_dlopen_target(const char *file, int mode,
+						   const void *caller);
+__attribute__((used)) dlopen_fn sm_pl_dlopen_target(const char *file, int mode,
+						   const void *caller)
 {
 	dlopen_fn real = real_dlopen();
 
 	(void)mode;
 	if (!real)
 		return dlopen_unavailable;
-	if (file && sm_pl_is_ibverbs(file))
+	if (file && sm_pl_is_ibverbs(file) && !from_safe_mr(caller))
 		return dlopen_ibverbs;
 	return real;
 }
@@ -89,6 +111,7 @@ __asm__(
 	"	.cfi_adjust_cfa_offset 8\n"
 	"	subq $8, %rsp\n"
 	"	.cfi_adjust_cfa_offset 8\n"
+	"	movq 24(%rsp), %rdx\n"		/* our return address: the caller */
 	"	call sm_pl_dlopen_target\n"
 	"	addq $8, %rsp\n"
 	"	.cfi_adjust_cfa_offset -8\n"
@@ -113,6 +136,7 @@ __asm__(
 	"	.cfi_offset 30, -24\n"
 	"	mov x29, sp\n"
 	"	stp x0, x1, [sp, #16]\n"
+	"	mov x2, x30\n"			/* our return address: the caller */
 	"	bl sm_pl_dlopen_target\n"
 	"	mov x16, x0\n"
 	"	ldp x0, x1, [sp, #16]\n"
@@ -128,6 +152,6 @@ __asm__(
  * library's RUNPATH, not the caller's. */
 __attribute__((visibility("default"))) void *dlopen(const char *file, int mode)
 {
-	return sm_pl_dlopen_target(file, mode)(file, mode);
+	return sm_pl_dlopen_target(file, mode, __builtin_return_address(0))(file, mode);
 }
 #endif

@@ -98,7 +98,7 @@ static int read_all(const char *path, char **buf)
 
 ssize_t fake_read_maps(struct fake_vma **out)
 {
-	char *buf, *line, *save = NULL;
+	char *buf = NULL, *line, *save = NULL;
 	size_t n = 0, cap = 64;
 	struct fake_vma *v;
 	int err = read_all("/proc/self/maps", &buf);

@@ -150,8 +150,10 @@ bool tu_maps_at(const void *addr, char *path, size_t pathlen, char perms[5])
 		if ((uintptr_t)addr < s || (uintptr_t)addr >= e)
 			continue;
 		found = true;
-		if (perms)
-			snprintf(perms, 5, "%s", pm);
+		if (perms) {
+			memcpy(perms, pm, 4);
+			perms[4] = '\0';
+		}
 		if (path) {
 			line[strcspn(line, "\n")] = '\0';
 			snprintf(path, pathlen, "%s", pos > 0 ? line + pos : "");

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/* Semantic 2: the shadow replaces the file pages in place, at the same
+ * address, with the file's contents; the MR is what the NIC registered;
+ * threads and forked children see the same memory. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tutil.h"
+
+START_TEST(same_address_same_keys)
+{
+	char path[600];
+	int fd = tu_file(8 * ps, 11, path, sizeof(path));
+	uint8_t *p = tu_map(fd, 8 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct fake_nic_reg last;
+	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p + 5, 6 * ps, RW);
+	char buf[4];
+
+	ck_assert_msg(mr != NULL, "registration failed: %s", strerror(errno));
+	ck_assert_int_eq(fake_nic_last_reg(&last), 0);
+	ck_assert_ptr_eq(last.addr, p + 5);	/* the NIC got the application's address */
+	ck_assert_uint_eq(last.length, 6 * ps);
+	ck_assert_ptr_eq(mr->addr, p + 5);
+	ck_assert_uint_eq(mr->length, 6 * ps);
+	ck_assert_uint_eq(mr->lkey, last.mr->lkey);
+	ck_assert_uint_eq(mr->rkey, last.mr->rkey);
+	ck_assert_ptr_eq(mr->pd, tu_pd);
+	tu_assert_shadow_mask(p, 8, 0x7f);
+	tu_assert_mem_pattern(p, 0, 8 * ps, 11);
+	/* CPU and NIC see the same memory both ways. */
+	p[100] = 'A';
+	ck_assert_int_eq(fake_nic_read(mr, 95, buf, 1), 0);
+	ck_assert_int_eq(buf[0], 'A');
+	ck_assert_int_eq(fake_nic_write(mr, 3 * ps, "NIC", 3), 0);
+	ck_assert_mem_eq(p + 5 + 3 * ps, "NIC", 3);
+	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	tu_assert_file(path, 100, "A", 1);
+	tu_assert_file(path, 5 + 3 * ps, "NIC", 3);
+}
+END_TEST
+
+struct writer {
+	volatile uint64_t *slot;
+	atomic_bool stop;
+	uint64_t last;
+};
+
+static void *writer_fn(void *arg)
+{
+	struct writer *w = arg;
+	uint64_t i = 0;
+
+	while (!atomic_load(&w->stop))
+		*w->slot = ++i;
+	w->last = i;
+	return NULL;
+}
+
+/* A thread storing into the range while it is being shadowed: no fault
+ * (no hole), no lost store. */
+START_TEST(thread_writes_while_shadowing)
+{
+	char path[600];
+	int fd = tu_file(64 * ps, 12, path, sizeof(path));
+	uint8_t *p = tu_map(fd, 64 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct writer w = { .slot = (volatile uint64_t *)(p + 40 * ps + 8) };
+	pthread_t t;
+	struct ibv_mr *mr;
+	uint64_t v;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, writer_fn, &w), 0);
+	while (*w.slot == *(const uint64_t *)(const void *)(p + 40 * ps + 8) && *w.slot < 1000)
+		;
+	for (int round = 0; round < 20; round++) {
+		mr = safe_mr_reg_mr(tu_pd, p, 64 * ps, RW);
+		ck_assert_msg(mr != NULL, "registration failed: %s", strerror(errno));
+		ck_assert(tu_shadowed(p + 40 * ps));
+		ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	}
+	mr = safe_mr_reg_mr(tu_pd, p, 64 * ps, RW);
+	ck_assert_ptr_nonnull(mr);
+	atomic_store(&w.stop, true);
+	pthread_join(t, NULL);
+	memcpy(&v, p + 40 * ps + 8, 8);
+	ck_assert_uint_eq(v, w.last);
+	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	tu_assert_file(path, 40 * ps + 8, &w.last, 8);
+}
+END_TEST
+
+/* The original MAP_SHARED mapping is shared with children: so is the
+ * shadow.  The child's store is seen by the parent and by the NIC, and
+ * the parent's sync writes it. */
+START_TEST(fork_shares_shadow)
+{
+	char path[600];
+	int fd = tu_file(4 * ps, 13, path, sizeof(path));
+	uint8_t *p = tu_map(fd, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p, 4 * ps, RW);
+	char buf[8];
+	pid_t pid;
+	int st;
+
+	ck_assert_ptr_nonnull(mr);
+	ck_assert_int_eq(fake_nic_write(mr, 10, "parent", 6), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int ok = memcmp(p + 10, "parent", 6) == 0 && tu_shadowed(p);
+
+		memcpy(p + 2 * ps, "child", 5);
+		_exit(ok ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "child did not see the NIC's data in a shadow");
+	ck_assert_mem_eq(p + 2 * ps, "child", 5);
+	ck_assert_int_eq(fake_nic_read(mr, 2 * ps, buf, 5), 0);
+	ck_assert_mem_eq(buf, "child", 5);
+	ck_assert_int_eq(safe_mr_sync(mr, 0, 0, 0), 0);
+	tu_assert_file(path, 2 * ps, "child", 5);
+	tu_assert_file(path, 10, "parent", 6);
+	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("shadow");
+	TCase *tc = tu_tcase("shadow");
+
+	tcase_add_test(tc, same_address_same_keys);
+	tcase_add_test(tc, thread_writes_while_shadowing);
+	tcase_add_test(tc, fork_shares_shadow);
+	suite_add_tcase(s, tc);
+	return tu_run(s);
+}
