@@ -3,6 +3,7 @@
  * objects): merging, writev gathering, IOV_MAX, per-extent errors, O_DIRECT,
  * durability.  Run once per engine: ST_ENGINE=pwrite|io_uring|auto names
  * what SAFE_MR_WRITEBACK asks for, so the expected engine is known. */
+#include <limits.h>
 #include <liburing.h>
 #include <signal.h>
 #include <sys/resource.h>
