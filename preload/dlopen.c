@@ -19,24 +19,9 @@
 
 #include "preload.h"
 
-typedef void *(*dlopen_fn)(const char *, int);
-
-static dlopen_fn real_dlopen(void)
-{
-	static dlopen_fn real;
-	dlopen_fn fn = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
-
-	if (!fn) {
-		/* dlsym does not call dlopen, so this cannot recurse. */
-		fn = (dlopen_fn)dlsym(RTLD_NEXT, "dlopen");
-		__atomic_store_n(&real, fn, __ATOMIC_RELEASE);
-	}
-	return fn;
-}
-
 static void *dlopen_ibverbs(const char *file, int mode)
 {
-	dlopen_fn real = real_dlopen();
+	sm_pl_dlopen_fn real = sm_pl_real_dlopen();
 	Dl_info self;
 	void *ib, *h;
 
@@ -80,12 +65,12 @@ static bool from_safe_mr(const void *caller)
 
 /* Called by the dlopen stub below: the function to jump to.  `caller` is
  * dlopen's return address. */
-__attribute__((used)) dlopen_fn sm_pl_dlopen_target(const char *file, int mode,
+__attribute__((used)) sm_pl_dlopen_fn sm_pl_dlopen_target(const char *file, int mode,
 						   const void *caller);
-__attribute__((used)) dlopen_fn sm_pl_dlopen_target(const char *file, int mode,
+__attribute__((used)) sm_pl_dlopen_fn sm_pl_dlopen_target(const char *file, int mode,
 						   const void *caller)
 {
-	dlopen_fn real = real_dlopen();
+	sm_pl_dlopen_fn real = sm_pl_real_dlopen();
 
 	(void)mode;
 	if (!real)

@@ -22,8 +22,11 @@ static inline bool sm_pl_bypass(void)
 	return !atomic_load_explicit(&sm_pl_ready, memory_order_acquire) || sm_pl_busy;
 }
 
-/* libibverbs' link map (a valid dlsym/dlvsym handle), found by walking
- * _r_debug; NULL if it is not loaded. */
+typedef void *(*sm_pl_dlopen_fn)(const char *, int);
+/* libc's dlopen (the next definition after ours); NULL if none. */
+sm_pl_dlopen_fn sm_pl_real_dlopen(void);
+
+/* A dlopen handle of the libibverbs already loaded; NULL if none is. */
 void *sm_pl_ibverbs_handle(void);
 
 /* Basename of `path` starts with "libibverbs.so". */

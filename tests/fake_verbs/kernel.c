@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,11 +207,10 @@ static int check_vma(const struct fake_vma *v, unsigned int access)
 		return EFAULT;
 	if (v->ino == 0)
 		return 0;			/* anonymous */
-	if (vma_file_info(v, &magic, &reg, &dax) != 0) {
-		fprintf(stderr, "fake_verbs: cannot identify the file mapped at %lx (%s)\n",
-			(unsigned long)v->start, v->path);
-		return EFAULT;
-	}
+	if (!strncmp(v->path, "/memfd:", 7) && strstr(v->path, " (deleted)"))
+		return 0;			/* memfd: shmem or hugetlbfs */
+	if (vma_file_info(v, &magic, &reg, &dax) != 0)
+		return EAGAIN;			/* changed under us: look again */
 	if (dax)
 		return EOPNOTSUPP;
 	if (!v->shared || !reg || no_writeback_fs(magic))
@@ -234,8 +234,8 @@ static void vma_backing(const struct fake_vma *v, uintptr_t page, struct fake_ba
 }
 
 /* Walk the VMAs covering [start, end): fn per VMA, EFAULT on a hole. */
-static int walk(uintptr_t start, uintptr_t end, unsigned int access, bool check,
-		struct fake_backing *backing)
+static int walk_once(uintptr_t start, uintptr_t end, unsigned int access, bool check,
+		     struct fake_backing *backing)
 {
 	struct fake_vma *v;
 	ssize_t n = fake_read_maps(&v);
@@ -250,10 +250,20 @@ static int walk(uintptr_t start, uintptr_t end, unsigned int access, bool check,
 			continue;
 		if (v[i].start > cur) {
 			err = EFAULT;		/* hole */
+			if (check && getenv("FAKE_VERBS_DEBUG"))
+				fprintf(stderr, "fake_verbs: refuse [%#lx,%#lx): hole at %#lx\n",
+					(unsigned long)start, (unsigned long)end, (unsigned long)cur);
 			break;
 		}
-		if (check)
+		if (check) {
 			err = check_vma(&v[i], access);
+			if (err && getenv("FAKE_VERBS_DEBUG"))
+				fprintf(stderr, "fake_verbs: refuse [%#lx,%#lx) access %#x: %s on VMA %#lx-%#lx %c%c%c dev %#lx ino %lu %s\n",
+					(unsigned long)start, (unsigned long)end, access, strerror(err),
+					(unsigned long)v[i].start, (unsigned long)v[i].end,
+					v[i].r ? 'r' : '-', v[i].w ? 'w' : '-', v[i].shared ? 's' : 'p',
+					(unsigned long)v[i].dev, (unsigned long)v[i].ino, v[i].path);
+		}
 		for (; !err && cur < v[i].end && cur < end; cur += ps)
 			if (backing)
 				vma_backing(&v[i], cur, &backing[(cur - start) / ps]);
@@ -261,6 +271,30 @@ static int walk(uintptr_t start, uintptr_t end, unsigned int access, bool check,
 	if (!err && cur < end)
 		err = EFAULT;
 	free(v);
+	return err;
+}
+
+/* The kernel decides under mmap_lock; we read /proc/self/maps in pieces
+ * and stat files afterwards, so a concurrent mmap in another thread can
+ * fake a hole or a vanished file: decide only on a result seen twice in a
+ * row (an unstable answer is retried, then reported). */
+static int walk(uintptr_t start, uintptr_t end, unsigned int access, bool check,
+		struct fake_backing *backing)
+{
+	int err = EAGAIN, prev = -1;
+
+	for (int i = 0; i < 20; i++) {
+		err = walk_once(start, end, access, check, backing);
+		if (err == 0 || (err != EAGAIN && err == prev))
+			return err;
+		prev = err;
+		sched_yield();
+	}
+	if (err == EAGAIN) {
+		fprintf(stderr, "fake_verbs: cannot identify the files mapped in [%#lx,%#lx)\n",
+			(unsigned long)start, (unsigned long)end);
+		err = EFAULT;
+	}
 	return err;
 }
 

@@ -91,8 +91,7 @@ static int round_trip(struct verbs *v, int iova2, int expect_ok, int round)
 			die("registration of a file mapping succeeded without safe_mr");
 		if (errno != EFAULT)
 			die("registration failed with %s, want EFAULT", strerror(errno));
-		unlink(path);
-		return 0;
+		goto out;
 	}
 	if (!mr)
 		die("%s: %s", iova2 ? "ibv_reg_mr_iova2" : "ibv_reg_mr", strerror(errno));
@@ -114,12 +113,12 @@ static int round_trip(struct verbs *v, int iova2, int expect_ok, int round)
 		die("ibv_dereg_mr failed");
 	expect_pread(fd, 3 * ps + 8, msg, "after ibv_dereg_mr");
 	expect_mapping(map, path, 1, "after ibv_dereg_mr");
-
+out:
 	munmap(map, len);
 	close(fd);
 	unlink(path);
-	v->dealloc_pd(pd);
-	v->close_device(ctx);
+	if (v->dealloc_pd(pd) || v->close_device(ctx))
+		die("ibv_dealloc_pd/ibv_close_device failed");
 	return 0;
 }
 
@@ -138,6 +137,7 @@ int main(int argc, char **argv)
 	if (!expect_ok) {
 		printf("ok: without safe_mr the dlopen'ed %s fails with EFAULT\n",
 		       iova2 ? "ibv_reg_mr_iova2" : "ibv_reg_mr");
+		dlclose(h);
 		return 0;
 	}
 	/* The handle we got must be safe to close, and a new one must work. */

@@ -25,6 +25,14 @@ static void nic(struct ibv_mr *mr, size_t off, const char *s)
 		die("the CPU does not see what the NIC wrote at %zu", off);
 }
 
+static void close_pd(struct ibv_pd *pd)
+{
+	struct ibv_context *ctx = pd->context;
+
+	if (ibv_dealloc_pd(pd) || ibv_close_device(ctx))
+		die("ibv_dealloc_pd/ibv_close_device failed");
+}
+
 static struct ibv_pd *open_pd(void)
 {
 	struct ibv_device **list = ibv_get_device_list(NULL);
@@ -70,7 +78,10 @@ int main(int argc, char **argv)
 		if (errno != EFAULT)
 			die("registration failed with %s, want EFAULT", strerror(errno));
 		printf("ok: without safe_mr ibv_reg_mr fails with EFAULT\n");
+		munmap(map, len);
+		close(fd);
 		unlink(path);
+		close_pd(pd);
 		return 0;
 	}
 	if (!mr)
@@ -119,6 +130,7 @@ int main(int argc, char **argv)
 
 	close(fd);
 	unlink(path);
+	close_pd(pd);
 	printf("ok: msync, fsync, fdatasync, ibv_dereg_mr and munmap wrote the NIC's data to the file\n");
 	return 0;
 }

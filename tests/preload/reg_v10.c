@@ -45,6 +45,7 @@ int main(int argc, char **argv)
 	if (!nic_write || !list || !list[0])
 		die("not running on the fake libibverbs");
 	ctx = ibv_open_device(list[0]);
+	ibv_free_device_list(list);
 	if (!ctx || !(pd10.real_pd = ibv_alloc_pd(ctx)))
 		die("open device / alloc pd: %s", strerror(errno));
 	if (expect_ok) {
@@ -63,8 +64,7 @@ int main(int argc, char **argv)
 		if (errno != EFAULT)
 			die("1.0 registration failed with %s, want EFAULT", strerror(errno));
 		printf("ok: without safe_mr ibv_reg_mr@IBVERBS_1.0 fails with EFAULT\n");
-		unlink(path);
-		return 0;
+		goto out;
 	}
 	if (!mr)
 		die("ibv_reg_mr@IBVERBS_1.0: %s", strerror(errno));
@@ -83,9 +83,12 @@ int main(int argc, char **argv)
 	expect_pread(fd, 3 * ps + 2, "NIC-v10-dereg", "after ibv_dereg_mr@IBVERBS_1.0");
 	expect_direct(path, 3 * ps + 2, "NIC-v10-dereg", "after ibv_dereg_mr@IBVERBS_1.0");
 	expect_mapping(map, path, 1, "after ibv_dereg_mr@IBVERBS_1.0");
+	printf("ok: ibv_reg_mr/ibv_dereg_mr@IBVERBS_1.0 reached the interposer and the file\n");
+out:
 	munmap(map, len);
 	close(fd);
 	unlink(path);
-	printf("ok: ibv_reg_mr/ibv_dereg_mr@IBVERBS_1.0 reached the interposer and the file\n");
+	if (ibv_dealloc_pd(pd10.real_pd) || ibv_close_device(ctx))
+		die("ibv_dealloc_pd/ibv_close_device failed");
 	return 0;
 }

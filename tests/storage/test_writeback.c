@@ -11,7 +11,8 @@
 #include "internal.h"
 #include "st_util.h"
 
-static int expected_engine(void)
+/* auto: io_uring for O_DIRECT descriptors only (see writeback.c). */
+static int expected_engine_for(bool direct)
 {
 	const char *e = getenv("ST_ENGINE");
 	struct io_uring ring;
@@ -26,7 +27,14 @@ static int expected_engine(void)
 	/* forced io_uring must really be exercised: fail loudly otherwise */
 	ck_assert_msg(uring_ok || strcmp(e, "io_uring"),
 		      "io_uring_queue_init fails here: the io_uring engine cannot be tested");
+	if (!strcmp(e, "auto") && !direct)
+		return SAFE_MR_WB_PWRITE;
 	return uring_ok ? SAFE_MR_WB_IO_URING : SAFE_MR_WB_PWRITE;
+}
+
+static int expected_engine(void)
+{
+	return expected_engine_for(false);
 }
 
 /* n page-sized extents to file pages [first, first+n), gen `gen`, each from
@@ -176,8 +184,9 @@ END_TEST
  * buffered descriptor of the same file. */
 START_TEST(o_direct_with_tail)
 {
-	int fd = st_file_in(st_dir(), 10 * PS + 123, O_DIRECT);
+	int fd = st_file_in(st_dir(), 10 * PS + 123, O_DIRECT), bfd;
 	struct set s = make_set(0, 11, 6, true);
+	char path[64];
 
 	ck_assert_int_ne(fcntl(fd, F_GETFL) & O_DIRECT, 0);
 	s.ext[10].len = 123;
@@ -185,8 +194,13 @@ START_TEST(o_direct_with_tail)
 	for (size_t i = 0; i < s.n; i++)
 		ck_assert_int_eq(s.ext[i].err, 0);
 	ck_assert_int_eq(st_size(fd), 10 * PS + 123);
-	ck_assert(st_file_is(fd, 0, 10 * PS + 123, 6));
+	/* check through a buffered descriptor: pread into unaligned memory */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	bfd = open(path, O_RDONLY);
+	ck_assert_int_ge(bfd, 0);
+	ck_assert(st_file_is(bfd, 0, 10 * PS + 123, 6));
 	ck_assert_int_ne(fcntl(fd, F_GETFL) & O_DIRECT, 0);
+	ck_assert_uint_eq(st_stats().writeback_engine, (unsigned)expected_engine_for(true));
 	free_set(&s);
 }
 END_TEST

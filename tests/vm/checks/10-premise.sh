@@ -32,7 +32,9 @@ for fs in ext4 xfs btrfs; do
 		fi
 	done
 	[ $new = 1 ] && continue
-	# only deregistration (set_page_dirty on unpin) gets the data out
+	# ext4/xfs: only deregistration (set_page_dirty on unpin) gets the data
+	# out.  (btrfs: sometimes, sometimes not - not asserted.)
+	[ $fs = btrfs ] && continue
 	rwf -y dereg $f
 	[ $rc = 0 ] && vm_result $fs dereg-dirties PASS "$out" ||
 		vm_result $fs dereg-dirties FAIL "expected dereg+fsync to write the data: rc=$rc: $out"
@@ -41,7 +43,7 @@ done
 # btrfs: NIC writes into pages under writeback break the data checksums.
 f=$VM_MNT/btrfs/race
 vm_dmesg_mark
-rwf -r 4000 -s 262144 $f
+rwf -r ${VM_RACE_MS:-8000} -s ${VM_RACE_SIZE:-4194304} $f
 if [ $new = 1 ]; then
 	[ $rc = 2 ] && vm_result btrfs race-nic PASS "cannot register: $out" ||
 		vm_result btrfs race-nic FAIL "expected EFAULT, got rc=$rc: $out"
@@ -55,7 +57,7 @@ else
 fi
 rm -f $f
 vm_dmesg_mark
-rwf -c -r 4000 -s 262144 $f
+rwf -c -r 3000 -s 1048576 $f
 [ $rc = 0 ] && vm_result btrfs race-cpu PASS "$out" || vm_result btrfs race-cpu FAIL "rc=$rc: $out"
 vm_dmesg_clean btrfs race-cpu-dmesg
 
