@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <link.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -84,6 +85,15 @@ static void fail(const char *fmt, ...)
 	fputc('\n', stderr);
 	va_end(ap);
 	failures++;
+}
+
+/* meson's timeout and ^C: do not leave a 1 GiB file behind. */
+static void on_signal(int sig)
+{
+	if (file_path[0])
+		unlink(file_path);
+	signal(sig, SIG_DFL);
+	raise(sig);
 }
 
 static void die(const char *fmt, ...)
@@ -443,6 +453,9 @@ static void create_file(size_t size)
 	uint64_t *buf = map_anon(chunk);
 
 	snprintf(file_path, sizeof(file_path), "%s/bench_core.XXXXXX", bench_dir);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGHUP, on_signal);
 	file_fd = mkstemp(file_path);
 	if (file_fd < 0) {
 		file_path[0] = 0;

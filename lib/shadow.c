@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,26 +39,38 @@ static inline uintptr_t page_addr(const struct sm_chunk *c, size_t i)
 	return c->start + i * sm_page_size;
 }
 
-static int thread_count(void)
+/* Could another thread of this process write memory right now?  io_uring's
+ * kernel workers (iou-wrk-*, iou-sqp-*) are threads of the process but
+ * never touch user memory: they do not count. */
+static bool other_threads(void)
 {
-	char buf[1024], *p;
-	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), n = 0;
-	ssize_t r;
+	char path[300], comm[32];
+	struct dirent *d;
+	DIR *dir;
+	int others = 0;
+	pid_t self = gettid();
 
-	if (fd < 0)
-		return 2;	/* unknown: assume threads */
-	r = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (r <= 0)
-		return 2;
-	buf[r] = '\0';
-	p = strrchr(buf, ')');
-	/* after ")": state ppid pgrp session tty tpgid flags minflt cminflt
-	 * majflt cmajflt utime stime cutime cstime priority nice num_threads */
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %d",
-			 &n) != 1)
-		return 2;
-	return n;
+	dir = opendir("/proc/self/task");
+	if (!dir)
+		return true;	/* cannot tell: assume the worst */
+	while ((d = readdir(dir)) && !others) {
+		int fd;
+		ssize_t r;
+
+		if (d->d_name[0] == '.' || atoi(d->d_name) == self)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", d->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;	/* exited meanwhile */
+		r = read(fd, comm, sizeof(comm) - 1);
+		close(fd);
+		comm[r > 0 ? r : 0] = '\0';
+		if (strncmp(comm, "iou-wrk-", 8) && strncmp(comm, "iou-sqp-", 8))
+			others++;
+	}
+	closedir(dir);
+	return others > 0;
 }
 
 /* ---------------------------------------------------------------- writeback */
@@ -377,14 +390,33 @@ static void chunk_maybe_free(struct sm_chunk *c)
 		chunk_free(c);
 }
 
+/* Pages [first, first+count) of c are finished with: free their memory
+ * (one hole punched per run, not per page). */
+static void pages_gone(struct sm_chunk *c, size_t first, size_t count)
+{
+	for (size_t i = first; i < first + count;) {
+		size_t j = i;
+
+		while (j < first + count && c->pg[j].state != PG_NONE) {
+			c->pg[j].state = PG_NONE;
+			j++;
+		}
+		if (j > i) {
+			c->live -= j - i;
+			SM_STAT_SUB(shadow_bytes_now, (j - i) * sm_page_size);
+			if (c->live)	/* else chunk_free releases the whole range */
+				sm_arena_discard(c->arena_off + (off_t)(i * sm_page_size),
+						 (j - i) * sm_page_size);
+			i = j;
+		} else {
+			i++;
+		}
+	}
+}
+
 static void page_gone(struct sm_chunk *c, size_t i)
 {
-	if (c->pg[i].state == PG_NONE)
-		return;
-	c->pg[i].state = PG_NONE;
-	c->live--;
-	SM_STAT_SUB(shadow_bytes_now, sm_page_size);
-	sm_arena_discard(c->arena_off + (off_t)(i * sm_page_size), sm_page_size);
+	pages_gone(c, i, 1);
 }
 
 /* Pull in file changes that raced with the fill: another thread may have
@@ -474,7 +506,7 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 		err = errno;
 		goto fail_alias;
 	}
-	if (thread_count() > 1)
+	if (other_threads())
 		chunk_verify(c, len);
 	for (size_t i = 0; i < npages; i++)
 		c->pg[i].state = PG_MAPPED;
@@ -546,17 +578,26 @@ static int restore_run(struct sm_chunk *c, size_t first, size_t count, bool keep
 	}
 	for (size_t i = first; i < first + count; i++)
 		c->pg[i].state = PG_DETACHED;
-	/* Late writes (only possible from this process's other threads). */
-	err = writeback_sel(&(struct wb_sel){ c, first, count }, 1, 0, PG_DETACHED);
-	if (err) {
-		sm_error("a write that raced with the restore is kept in the shadow: %s",
-			 strerror(err));
-		return 0;	/* data stays (detached), retried at the next sync */
+	/* Late writes: another thread of ours between the writeback and the
+	 * swap, or the NIC if the pages are still registered. */
+	if (keep_registered || other_threads()) {
+		err = writeback_sel(&(struct wb_sel){ c, first, count }, 1, 0, PG_DETACHED);
+		if (err) {
+			sm_error("a write that raced with the restore is kept in the shadow: %s",
+				 strerror(err));
+			return 0;	/* data stays (detached), retried at the next sync */
+		}
 	}
-	if (!keep_registered)
-		for (size_t i = first; i < first + count; i++)
-			if (!c->pg[i].refs)
-				page_gone(c, i);
+	if (!keep_registered) {
+		for (size_t i = first; i < first + count;) {
+			size_t j = i;
+
+			while (j < first + count && !c->pg[j].refs)
+				j++;
+			pages_gone(c, i, j - i);
+			i = j + 1;
+		}
+	}
 	return 0;
 }
 

@@ -34,6 +34,22 @@ static inline struct ibv_pd *st_pd(void)
 	return pd;
 }
 
+/* The tests' protection domain: a checked fixture makes and frees it. */
+static struct ibv_pd *pd __attribute__((unused));
+
+static inline void st_setup(void)
+{
+	pd = st_pd();
+}
+
+static inline void st_teardown(void)
+{
+	struct ibv_context *ctx = pd->context;
+
+	ck_assert_int_eq(ibv_dealloc_pd(pd), 0);
+	ck_assert_int_eq(ibv_close_device(ctx), 0);
+}
+
 /* Byte i of the reference content of generation `gen`. */
 static inline char st_byte(size_t i, unsigned int gen)
 {

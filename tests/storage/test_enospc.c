@@ -96,7 +96,6 @@ START_TEST(enospc_then_retry)
 	const char *fs = small_fs();
 	size_t len = 64 * PS;
 	char path[512], filler[512];
-	struct ibv_pd *pd;
 	struct safe_mr_file_region *r;
 	char *pat = malloc(len);
 	int fd, err;
@@ -110,7 +109,6 @@ START_TEST(enospc_then_retry)
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(ftruncate(fd, (off_t)len), 0);
-	pd = st_pd();
 	r = safe_mr_file_reg(pd, fd, 0, len, RW_ACCESS);
 	ck_assert_ptr_nonnull(r);
 	fill_fs(filler, sizeof(filler));
@@ -144,6 +142,7 @@ int main(void)
 	Suite *s = suite_create("enospc");
 	TCase *tc = tcase_create("enospc");
 
+	tcase_add_checked_fixture(tc, st_setup, st_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, enospc_then_retry);
 	suite_add_tcase(s, tc);

@@ -17,7 +17,6 @@ static void nic_page(struct safe_mr_file_region *r, size_t p, unsigned int gen)
 /* Region longer than the file: the buffer past EOF reads as zeros. */
 START_TEST(region_past_eof_is_zero)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(PS + 100);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, 4 * PS, RW_ACCESS);
 	char *zero = calloc(1, 3 * PS);
@@ -33,7 +32,6 @@ END_TEST
 
 START_TEST(sync_never_extends)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(PS + 100);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, 4 * PS, RW_ACCESS);
 
@@ -62,7 +60,6 @@ END_TEST
 
 START_TEST(truncate_while_registered)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(8 * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, 8 * PS, RW_ACCESS);
 
@@ -85,7 +82,6 @@ END_TEST
 /* Refresh past EOF: pages nobody changed follow the file (zeros). */
 START_TEST(refresh_after_truncate)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(4 * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, 4 * PS, RW_ACCESS);
 	char *zero = calloc(1, 2 * PS);
@@ -106,6 +102,7 @@ int main(void)
 	Suite *s = suite_create("file_eof");
 	TCase *tc = tcase_create("eof");
 
+	tcase_add_checked_fixture(tc, st_setup, st_teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, region_past_eof_is_zero);
 	tcase_add_test(tc, sync_never_extends);

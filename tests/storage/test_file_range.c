@@ -21,7 +21,6 @@ static void nic_page(struct safe_mr_file_region *r, size_t p, unsigned int gen)
 
 START_TEST(reg_fills_from_file)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 4 * PS, 8 * PS, RW_ACCESS);
 	char *want = malloc(8 * PS);
@@ -49,7 +48,6 @@ END_TEST
 
 START_TEST(reg_bad_arguments)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS), p[2];
 
 	errno = 0;
@@ -75,7 +73,6 @@ END_TEST
 
 START_TEST(sync_bad_arguments)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, NP * PS, RW_ACCESS);
 
@@ -94,7 +91,6 @@ END_TEST
  * the file with write() meanwhile keeps that data. */
 START_TEST(sync_writes_changed_pages_only)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, NP * PS, RW_ACCESS);
 	char *other = malloc(PS);
@@ -130,7 +126,6 @@ END_TEST
 /* Adjacent changed pages become one write. */
 START_TEST(sync_merges_contiguous_pages)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, NP * PS, RW_ACCESS);
 	struct safe_mr_stats s0;
@@ -149,7 +144,6 @@ END_TEST
 
 START_TEST(sync_subrange)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, NP * PS, RW_ACCESS);
 
@@ -169,7 +163,6 @@ END_TEST
 
 START_TEST(dereg_writes_back)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 2 * PS, 4 * PS, RW_ACCESS);
 
@@ -189,7 +182,6 @@ END_TEST
 /* CPU stores count like NIC writes. */
 START_TEST(cpu_writes_are_written_back)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, NP * PS, RW_ACCESS);
 
@@ -203,7 +195,6 @@ END_TEST
 
 START_TEST(refresh_reloads_unchanged_pages)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, NP * PS, RW_ACCESS);
 	char *buf = malloc(PS), *want = malloc(PS);
@@ -241,7 +232,6 @@ END_TEST
  * parent's registration and its writeback. */
 START_TEST(fork_child_shares_buffer)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS), status;
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, NP * PS, RW_ACCESS);
 	pid_t pid;
@@ -281,7 +271,6 @@ static void *sync_thread(void *p)
 
 START_TEST(threads_sync_concurrently)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(NP * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, NP * PS, RW_ACCESS);
 	pthread_t t[4];
@@ -309,6 +298,7 @@ int main(void)
 	Suite *s = suite_create("file_range");
 	TCase *tc = tcase_create("api");
 
+	tcase_add_checked_fixture(tc, st_setup, st_teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, reg_fills_from_file);
 	tcase_add_test(tc, reg_bad_arguments);

@@ -40,11 +40,11 @@ static void deny_io_uring_setup(void)
 /* In the child: register, let the NIC change scattered pages, sync. */
 static int child(void)
 {
-	struct ibv_pd *pd = st_pd();
 	int fd = st_file(64 * PS);
 	struct safe_mr_file_region *r = safe_mr_file_reg(pd, fd, 0, 64 * PS, RW_ACCESS);
 	char *buf = malloc(PS);
 	struct safe_mr_stats s;
+	int ret;
 
 	if (!r)
 		return 10;
@@ -65,7 +65,10 @@ static int child(void)
 	}
 	if (s.write_calls != 22 || s.sync_errors)
 		return 15;
-	return safe_mr_file_dereg(r) ? 16 : 0;
+	ret = safe_mr_file_dereg(r) ? 16 : 0;
+	free(buf);
+	st_teardown();
+	return ret;
 }
 
 START_TEST(seccomp_denies_io_uring)
@@ -76,6 +79,7 @@ START_TEST(seccomp_denies_io_uring)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		deny_io_uring_setup();
+		pd = st_pd();
 		_exit(child());
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);

@@ -130,6 +130,29 @@ START_TEST(fork_shares_shadow)
 }
 END_TEST
 
+/* The iova entry points shadow the same way and pass the iova through. */
+START_TEST(iova_entry_points)
+{
+	char path[600];
+	int fd = tu_file(2 * ps, 14, path, sizeof(path));
+	uint8_t *p = tu_map(fd, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct fake_nic_reg last;
+	struct ibv_mr *a = safe_mr_reg_mr_iova(tu_pd, p, ps, 0x10000, RW);
+	struct ibv_mr *b = safe_mr_reg_mr_iova2(tu_pd, p + ps, ps, 0x20000, RW);
+
+	ck_assert_msg(a && b, "iova registration failed: %s", strerror(errno));
+	ck_assert_int_eq(fake_nic_last_reg(&last), 0);
+	ck_assert_uint_eq(last.iova, 0x20000);
+	tu_assert_shadow_mask(p, 2, 0x3);
+	ck_assert_int_eq(fake_nic_write(a, 0, "ia", 2), 0);
+	ck_assert_int_eq(fake_nic_write(b, 0, "ib", 2), 0);
+	ck_assert_int_eq(safe_mr_dereg_mr(a), 0);
+	ck_assert_int_eq(safe_mr_dereg_mr(b), 0);
+	tu_assert_file(path, 0, "ia", 2);
+	tu_assert_file(path, ps, "ib", 2);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("shadow");
@@ -138,6 +161,7 @@ int main(void)
 	tcase_add_test(tc, same_address_same_keys);
 	tcase_add_test(tc, thread_writes_while_shadowing);
 	tcase_add_test(tc, fork_shares_shadow);
+	tcase_add_test(tc, iova_entry_points);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

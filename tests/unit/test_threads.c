@@ -96,6 +96,10 @@ START_TEST(concurrent_overlapping)
 		ck_assert_msg(w[i].err[0] == 0, "thread %d: %s", i, w[i].err);
 	ck_assert_uint_eq(fake_nic_mr_count(), 0);
 	ck_assert_uint_eq(tu_stats().shadow_bytes_now, 0);
+	fprintf(stderr, "threads: %d threads, %llu registrations, %llu bytes written back\n",
+		NTHREADS, (unsigned long long)tu_stats().registrations,
+		(unsigned long long)tu_stats().bytes_written_back);
+	ck_assert_uint_gt(tu_stats().registrations, 100);
 	tu_assert_shadow_mask(base, NPAGES, 0);
 	for (size_t pg = 0; pg < NPAGES; pg++) {
 		for (int i = 0; i < NTHREADS; i++) {
