@@ -132,10 +132,19 @@ static int connect_server(const char *addr, int port)
 	char portstr[16];
 
 	snprintf(portstr, sizeof(portstr), "%d", port);
-	if (!ec || getaddrinfo(addr, portstr, &hints, &ai) ||
-	    rdma_create_id(ec, &id, NULL, RDMA_PS_TCP) ||
-	    rdma_resolve_addr(id, NULL, ai->ai_addr, 5000) ||
-	    cm_wait(ec, RDMA_CM_EVENT_ADDR_RESOLVED) || rdma_resolve_route(id, 5000) ||
+	if (!ec || getaddrinfo(addr, portstr, &hints, &ai)) {
+		fprintf(stderr, "blockc: bad address %s\n", addr);
+		return -1;
+	}
+	if (rdma_create_id(ec, &id, NULL, RDMA_PS_TCP)) {
+		perror("blockc: rdma_create_id");
+		return -1;
+	}
+	if (rdma_resolve_addr(id, NULL, ai->ai_addr, 5000)) {
+		perror("blockc: rdma_resolve_addr");
+		return -1;
+	}
+	if (cm_wait(ec, RDMA_CM_EVENT_ADDR_RESOLVED) || rdma_resolve_route(id, 5000) ||
 	    cm_wait(ec, RDMA_CM_EVENT_ROUTE_RESOLVED))
 		return -1;
 	freeaddrinfo(ai);

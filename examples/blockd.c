@@ -79,6 +79,12 @@ static int on_connect(struct rdma_cm_id *id)
 				      .responder_resources = 4, .initiator_depth = 4 };
 	struct conn *c = calloc(1, sizeof(*c));
 
+	if (id->verbs != pd->context) {
+		fprintf(stderr, "blockd: connection on another device, refused\n");
+		free(c);
+		rdma_reject(id, NULL, 0);
+		return -1;
+	}
 	if (!c || rdma_create_qp(id, pd, &qa))
 		goto fail;
 	c->id = id;
@@ -178,6 +184,7 @@ int main(int argc, char **argv)
 	int port = BD_PORT, opt, fd, err;
 	struct rdma_event_channel *ec;
 	struct rdma_cm_id *listen_id;
+	struct ibv_context *verbs;
 	struct addrinfo *ai, hints = { .ai_family = AF_INET, .ai_flags = AI_PASSIVE };
 	char portstr[16];
 	struct stat st;
@@ -213,13 +220,21 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	freeaddrinfo(ai);
-	if (!listen_id->verbs) {
-		fprintf(stderr, "blockd: %s is not the address of an RDMA device\n", addr);
-		return 1;
+	/* A loopback or wildcard listen is bound to no device: take
+	 * librdmacm's first one (its contexts are the ones connections get). */
+	verbs = listen_id->verbs;
+	if (!verbs) {
+		struct ibv_context **devs = rdma_get_devices(NULL);
+
+		verbs = devs ? devs[0] : NULL;
+		if (!verbs) {
+			fprintf(stderr, "blockd: no RDMA device\n");
+			return 1;
+		}
 	}
-	pd = ibv_alloc_pd(listen_id->verbs);
-	chan = pd ? ibv_create_comp_channel(listen_id->verbs) : NULL;
-	cq = chan ? ibv_create_cq(listen_id->verbs, 256, NULL, chan, 0) : NULL;
+	pd = ibv_alloc_pd(verbs);
+	chan = pd ? ibv_create_comp_channel(verbs) : NULL;
+	cq = chan ? ibv_create_cq(verbs, 256, NULL, chan, 0) : NULL;
 	if (!cq || ibv_req_notify_cq(cq, 0)) {
 		perror("blockd: pd/cq");
 		return 1;

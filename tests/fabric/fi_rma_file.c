@@ -266,7 +266,7 @@ static void server(int sock)
 	}
 
 	fence_mr = rdm_reg(&r, fence, sizeof(fence), FI_RECV);
-	CHECK_FI(fi_recv(r.ep, fence, sizeof(fence), fi_mr_desc(fence_mr), r.peer, NULL));
+	POST(&r, fi_recv(r.ep, fence, sizeof(fence), fi_mr_desc(fence_mr), r.peer, NULL));
 	for (int i = 0; i < nseg; i++)
 		tgt[i] = (struct target){ (uintptr_t)seg[i].addr, seg[i].len, fi_mr_key(mr) };
 	oob_send(sock, &nseg, sizeof(nseg));
@@ -379,7 +379,7 @@ static void client(int sock)
 			die("length mismatch");
 		buf = local.addr;
 		mr = rdm_reg(&r, buf, local.len, FI_READ);
-		CHECK_FI(fi_read(r.ep, buf, tgt[0].len, fi_mr_desc(mr), r.peer, tgt[0].addr,
+		POST(&r, fi_read(r.ep, buf, tgt[0].len, fi_mr_desc(mr), r.peer, tgt[0].addr,
 				 tgt[0].key, NULL));
 		rdm_wait(&r, "fi_read");
 		for (size_t i = 0; i < local.len; i++) {
@@ -411,7 +411,7 @@ static void client(int sock)
 		mr = rdm_reg(&r, ops, 64 * sizeof(*ops), FI_WRITE | FI_READ);
 		for (size_t k = 0; k * pg + 8 <= FILE_LEN(pg); k++) {
 			ops[k] = atomic_addend(k);
-			CHECK_FI(fi_atomic(r.ep, &ops[k], 1, fi_mr_desc(mr), r.peer,
+			POST(&r, fi_atomic(r.ep, &ops[k], 1, fi_mr_desc(mr), r.peer,
 					   tgt[0].addr + k * pg, tgt[0].key, FI_UINT64, FI_SUM,
 					   NULL));
 			rdm_wait(&r, "fi_atomic");
@@ -429,7 +429,7 @@ static void client(int sock)
 				buf[j] = (char)(j < FILE_LEN(pg) || op != OP_MIXED ||
 						j < 4 * pg ? pattern(j, SEED_NEW)
 							   : pattern(j - 4 * pg, SEED_NEW + 10));
-			CHECK_FI(fi_write(r.ep, buf, tgt[i].len, fi_mr_desc(mr), r.peer,
+			POST(&r, fi_write(r.ep, buf, tgt[i].len, fi_mr_desc(mr), r.peer,
 					  tgt[i].addr, tgt[i].key, NULL));
 			rdm_wait(&r, "fi_write");
 		}
@@ -437,7 +437,7 @@ static void client(int sock)
 
 	/* Fence: the server sees this message only after the RMA landed. */
 	fence_mr = rdm_reg(&r, fence, sizeof(fence), FI_SEND);
-	CHECK_FI(fi_send(r.ep, fence, sizeof(fence), fi_mr_desc(fence_mr), r.peer, NULL));
+	POST(&r, fi_send(r.ep, fence, sizeof(fence), fi_mr_desc(fence_mr), r.peer, NULL));
 	rdm_wait(&r, "fence send");
 	oob_recv(sock, &done, 1);
 	CHECK_FI(fi_close(&fence_mr->fid));

@@ -26,6 +26,7 @@ struct rdm {
 	fi_addr_t peer;
 	int sock;		/* socketpair end to the peer process */
 	uint64_t next_key;	/* for providers without FI_MR_PROV_KEY */
+	int early;		/* completions read while retrying a post */
 };
 
 /* caps: FI_MSG | FI_RMA [| FI_ATOMIC].  Node from FI_RMA_NODE (default
@@ -37,6 +38,12 @@ void rdm_close(struct rdm *r);
 /* Wait for one completion (timeout from FI_TEST_TIMEOUT, default 60 s,
  * for the TCG guest); dies on error completions. */
 void rdm_wait(struct rdm *r, const char *what);
+/* Post an operation, retrying while the provider says -FI_EAGAIN (the
+ * connection is still being set up) and driving its progress meanwhile. */
+#define POST(r, call) do { int _r; \
+	while ((_r = (call)) == -FI_EAGAIN) rdm_progress(r); \
+	if (_r) die("%s: %d (%s)", #call, _r, fi_strerror(-_r)); } while (0)
+void rdm_progress(struct rdm *r);
 /* Register local memory (FI_MR_LOCAL providers need a descriptor). */
 /* requested_key for the next registration (0 with FI_MR_PROV_KEY). */
 uint64_t rdm_key(struct rdm *r);

@@ -58,8 +58,13 @@ fi
 rm -f $f
 vm_dmesg_mark
 rwf -c -r 3000 -s 1048576 $f
-[ $rc = 0 ] && vm_result btrfs race-cpu PASS "$out" || vm_result btrfs race-cpu FAIL "rc=$rc: $out"
-vm_dmesg_clean btrfs race-cpu-dmesg
+if [ $new = 1 ]; then
+	[ $rc = 2 ] && vm_result btrfs race-cpu PASS "cannot register: $out" ||
+		vm_result btrfs race-cpu FAIL "expected EFAULT, got rc=$rc: $out"
+else
+	[ $rc = 0 ] && vm_result btrfs race-cpu PASS "$out" || vm_result btrfs race-cpu FAIL "rc=$rc: $out"
+	vm_dmesg_clean btrfs race-cpu-dmesg
+fi
 
 # fsdax: long-term pins of DAX files are refused everywhere.
 rwf $VM_MNT/dax/premise

@@ -49,7 +49,8 @@ vm_dmesg_clean btrfs race-dmesg-clean
 rm -f $VM_MNT/btrfs/fix-race
 
 # SAFE_MR_MODE=auto: ODP where rxe offers it for RC (7.x), else a shadow.
-if ibv_devinfo -v -d "$VM_RXE" | grep -A8 -i "RC ODP caps" | grep -q "SUPPORT_WRITE"; then
+# rxe implements On-Demand Paging from 6.15 on (brief §1).
+if [ "$(vm_kver_num)" -ge 615 ]; then
 	for fs in ext4 xfs btrfs; do
 		WANT=odp run auto-odp $fs env SAFE_MR_MODE=auto LD_PRELOAD="$VM_PRELOAD" "$VM_RWF" -o read,write,atomic -y msync $VM_MNT/$fs/fix-odp
 		rm -f $VM_MNT/$fs/fix-odp

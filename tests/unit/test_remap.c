@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/* munmap and mremap of shadowed ranges: what the application unmaps or
+ * moves is written back first; pages still registered stay pinned by the
+ * NIC ("detached") and what it writes there reaches the file at the next
+ * sync point of the MR or the file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tutil.h"
+
+/* What a NIC holds after the application unmapped a registered range: the
+ * pinned pages themselves.  fake_nic_write goes through the address (and
+ * rightly refuses once the address maps something else), so emulate the
+ * pins with a second mapping of the same shadow pages (mremap of a shared
+ * mapping with old_size 0), taken while the range is registered. */
+static uint8_t *pinned_pages(void *p, size_t len)
+{
+	uint8_t *alias = mremap(p, 0, len, MREMAP_MAYMOVE);
+
+	ck_assert_ptr_ne(alias, MAP_FAILED);
+	return alias;
+}
+
+/* The CPU's last write before munmap reaches the file, no registration
+ * left: everything is freed. */
+START_TEST(munmap_after_dereg_writes_back)
+{
+	char path[600];
+	int fd = tu_file(4 * ps, 61, path, sizeof(path));
+	uint8_t *p = tu_map(fd, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p, 4 * ps, RW);
+
+	uint8_t *pins;
+
+	ck_assert_ptr_nonnull(mr);
+	pins = pinned_pages(p, 4 * ps);
+	ck_assert_int_eq(fake_nic_write(mr, ps + 8, "nicdata", 7), 0);
+	memcpy(p + 3 * ps, "cpudata", 7);
+	ck_assert_int_eq(safe_mr_munmap(p, 4 * ps), 0);
+	tu_assert_file(path, ps + 8, "nicdata", 7);
+	tu_assert_file(path, 3 * ps, "cpudata", 7);
+	ck_assert(!tu_maps_at(p, NULL, 0, NULL));
+	/* Still registered: the NIC keeps writing the (detached) shadow, and
+	 * deregistration writes that to the file. */
+	memcpy(pins + 2 * ps, "afterunmap", 10);
+	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	tu_assert_file(path, 2 * ps, "afterunmap", 10);
+	munmap(pins, 4 * ps);
+	ck_assert_uint_eq(tu_stats().shadow_bytes_now, 0);
+	close(fd);
+}
+END_TEST
+
+/* fsync on the file is a sync point for detached pages too. */
+START_TEST(detached_pages_synced_by_fsync)
+{
+	char path[600];
+	int fd = tu_file(2 * ps, 62, path, sizeof(path));
+	uint8_t *p = tu_map(fd, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p, 2 * ps, RW);
+
+	uint8_t *pins;
+
+	ck_assert_ptr_nonnull(mr);
+	pins = pinned_pages(p, 2 * ps);
+	ck_assert_int_eq(safe_mr_munmap(p, 2 * ps), 0);
+	memcpy(pins + 100, "viafsync", 8);
+	ck_assert_int_eq(safe_mr_fsync(fd), 0);
+	tu_assert_file(path, 100, "viafsync", 8);
+	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	munmap(pins, 2 * ps);
+	close(fd);
+}
+END_TEST
+
+/* mremap moves a real file mapping: the shadow is written back and the
+ * file mapping put back first; the moved mapping sees the data. */
+START_TEST(mremap_moves_file_mapping)
+{
+	char path[600], mpath[600];
+	int fd = tu_file(4 * ps, 63, path, sizeof(path));
+	uint8_t *p = tu_map(fd, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p, 4 * ps, RW);
+	uint8_t *q, *pins;
+
+	ck_assert_ptr_nonnull(mr);
+	ck_assert(tu_shadowed(p));
+	pins = pinned_pages(p, 4 * ps);
+	ck_assert_int_eq(fake_nic_write(mr, 5, "beforemove", 10), 0);
+	q = safe_mr_mremap(p, 4 * ps, 8 * ps, MREMAP_MAYMOVE, NULL);
+	ck_assert_ptr_ne(q, MAP_FAILED);
+	ck_assert(tu_maps_at(q, mpath, sizeof(mpath), NULL));
+	ck_assert_str_eq(mpath, path);
+	ck_assert_mem_eq(q + 5, "beforemove", 10);
+	tu_assert_file(path, 5, "beforemove", 10);
+	/* The NIC still writes the pages it pinned; dereg writes them back. */
+	memcpy(pins + 2 * ps, "pinned", 6);
+	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	tu_assert_file(path, 2 * ps, "pinned", 6);
+	ck_assert_mem_eq(q + 2 * ps, "pinned", 6);
+	munmap(pins, 4 * ps);
+	ck_assert_uint_eq(tu_stats().shadow_bytes_now, 0);
+	close(fd);
+}
+END_TEST
+
+/* A forked child shares the shadow like it shared the MAP_SHARED mapping;
+ * its writes reach the file through the parent's sync points. */
+START_TEST(fork_child_shares_shadow)
+{
+	char path[600];
+	int fd = tu_file(2 * ps, 64, path, sizeof(path)), status;
+	uint8_t *p = tu_map(fd, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p, 2 * ps, RW);
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(mr);
+	ck_assert_int_eq(fake_nic_write(mr, 0, "parentnic", 9), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int ok = !memcmp(p, "parentnic", 9);
+
+		memcpy(p + ps, "childwrote", 10);
+		/* The child's sync points write nothing: the parent owns it. */
+		safe_mr_msync(p, 2 * ps, MS_SYNC);
+		_exit(ok ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_mem_eq(p + ps, "childwrote", 10);
+	ck_assert_int_eq(safe_mr_msync(p, 2 * ps, MS_SYNC), 0);
+	tu_assert_file(path, ps, "childwrote", 10);
+	tu_assert_file(path, 0, "parentnic", 9);
+	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	close(fd);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("remap");
+	TCase *tc = tu_tcase("remap");
+
+	tcase_add_test(tc, munmap_after_dereg_writes_back);
+	tcase_add_test(tc, detached_pages_synced_by_fsync);
+	tcase_add_test(tc, mremap_moves_file_mapping);
+	tcase_add_test(tc, fork_child_shares_shadow);
+	suite_add_tcase(s, tc);
+	return tu_run(s);
+}
