@@ -419,43 +419,118 @@ static void page_gone(struct sm_chunk *c, size_t i)
 	pages_gone(c, i, 1);
 }
 
+/* A bounce buffer for filling and verifying shadows (engine lock held):
+ * small enough to stay in cache while its pages are hashed. */
+#define SCRATCH_BYTES (1u << 20)
+static uint8_t *scratch;
+
+static int scratch_get(void)
+{
+	if (!scratch) {
+		void *p = sm_sys_mmap(NULL, SCRATCH_BYTES, PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			return errno;
+		scratch = p;
+	}
+	return 0;
+}
+
+static ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t r = pread(fd, (uint8_t *)buf + done, len - done, off + (off_t)done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+/* Fill the chunk's arena range from the file and hash every page.  Read
+ * from the file, not the mapping (pages past EOF would SIGBUS; there the
+ * shadow stays zero, as a read shows), and write the arena with pwrite:
+ * shmem pages allocated by write, not by a page fault each, cost about
+ * what a pread into anonymous memory does. */
+static int chunk_fill(struct sm_chunk *c, size_t len)
+{
+	int err = scratch_get();
+
+	if (err)
+		return err;
+	for (size_t done = 0; done < len;) {
+		size_t want = len - done < SCRATCH_BYTES ? len - done : SCRATCH_BYTES;
+		ssize_t r = pread_full(c->file->fd, scratch, want, c->file_off + (off_t)done);
+		size_t w = 0;
+
+		if (r < 0)
+			return errno;
+		memset(scratch + r, 0, want - (size_t)r);
+		for (size_t o = 0; o < want; o += sm_page_size)
+			c->pg[(done + o) / sm_page_size].hash = sm_page_hash(scratch + o);
+		while (w < (size_t)r) {
+			ssize_t n = pwrite(sm_arena_fd(), scratch + w, (size_t)r - w,
+					   c->arena_off + (off_t)(done + w));
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n < 0 ? errno : EIO;
+			w += (size_t)n;
+		}
+		done += want;
+		if ((size_t)r < want) {
+			/* End of file: the rest of the arena range is zero. */
+			uint64_t zero = sm_page_hash(memset(scratch, 0, sm_page_size));
+
+			for (size_t o = done; o < len; o += sm_page_size)
+				c->pg[o / sm_page_size].hash = zero;
+			break;
+		}
+	}
+	return 0;
+}
+
+static void flusher_start(void);
+
 /* Pull in file changes that raced with the fill: another thread may have
  * written through the file mapping after we read it and before the swap.
  * Pages the shadow has not changed since the fill take the file's data. */
 static void chunk_verify(struct sm_chunk *c, size_t len)
 {
-	size_t piece = 256 * sm_page_size;
-	uint8_t *buf = malloc(piece);
-
-	if (!buf)
+	if (scratch_get())
 		return;
-	for (size_t done = 0; done < len; done += piece) {
-		size_t want = len - done < piece ? len - done : piece;
-		ssize_t r = pread(c->file->fd, buf, want, c->file_off + (off_t)done);
+	for (size_t done = 0; done < len; done += SCRATCH_BYTES) {
+		size_t want = len - done < SCRATCH_BYTES ? len - done : SCRATCH_BYTES;
+		ssize_t r = pread_full(c->file->fd, scratch, want, c->file_off + (off_t)done);
 
 		if (r < 0)
 			break;
-		memset(buf + r, 0, want - (size_t)r);
+		memset(scratch + r, 0, want - (size_t)r);
 		for (size_t o = 0; o < want; o += sm_page_size) {
 			size_t i = (done + o) / sm_page_size;
-			uint64_t hf = sm_page_hash(buf + o);
+			uint64_t hf = sm_page_hash(scratch + o);
 
 			if (hf != c->pg[i].hash && sm_page_hash(page_ptr(c, i)) == c->pg[i].hash) {
-				memcpy(page_ptr(c, i), buf + o, sm_page_size);
+				memcpy(page_ptr(c, i), scratch + o, sm_page_size);
 				c->pg[i].hash = hf;
 			}
 		}
 	}
-	free(buf);
 }
-
-static void flusher_start(void);
 
 /* Shadow the VMA piece v of file f: fill, hash, swap in place. */
 static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chunk **out)
 {
 	size_t len = v->end - v->start, npages = len / sm_page_size;
-	size_t piece = 256 * sm_page_size;
 	struct sm_chunk *c;
 	void *at;
 	int err;
@@ -477,27 +552,9 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 		err = errno;
 		goto fail_arena;
 	}
-	/* Fill from the file, not from the mapping: pages past EOF would
-	 * SIGBUS; there the shadow stays zero, like a read would show. */
-	for (size_t done = 0; done < len;) {
-		size_t want = len - done < piece ? len - done : piece;
-		ssize_t r = pread(f->fd, c->alias + done, want, c->file_off + (off_t)done);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			err = errno;
-			goto fail_alias;
-		}
-		for (size_t o = done & ~(sm_page_size - 1); o < done + want; o += sm_page_size)
-			c->pg[o / sm_page_size].hash = sm_page_hash(c->alias + o);
-		if ((size_t)r < want) {
-			for (size_t o = done + want; o < len; o += sm_page_size)
-				c->pg[o / sm_page_size].hash = sm_page_hash(c->alias + o);
-			break;
-		}
-		done += want;
-	}
+	err = chunk_fill(c, len);
+	if (err)
+		goto fail_alias;
 	/* The swap: MAP_FIXED replaces the file pages atomically, so other
 	 * threads see the file or the shadow, never a hole. */
 	at = sm_sys_mmap((void *)v->start, len, v->prot, MAP_SHARED | MAP_FIXED, sm_arena_fd(),

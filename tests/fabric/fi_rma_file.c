@@ -259,6 +259,13 @@ static void server(int sock)
 		CHECK_FI(fi_mr_reg(r.domain, seg[0].addr, seg[0].len, access, 0, rdm_key(&r),
 				   0, &mr, NULL));
 	}
+	if (op == OP_REGV) {
+		/* libfabric's util MR map (tcp;ofi_rxm) accepts RMA only into
+		 * the first iovec of an MR; the second one is changed by the
+		 * CPU here, through the registered (shadowed) pages. */
+		for (size_t i = 0; i < seg[1].file_len; i++)
+			seg[1].addr[i] = (char)pattern(i, SEED_NEW);
+	}
 	if (op == OP_READ) {
 		/* A CPU store after registration: the peer must read it, and
 		 * it must reach the file too. */
@@ -267,10 +274,19 @@ static void server(int sock)
 
 	fence_mr = rdm_reg(&r, fence, sizeof(fence), FI_RECV);
 	POST(&r, fi_recv(r.ep, fence, sizeof(fence), fi_mr_desc(fence_mr), r.peer, NULL));
-	for (int i = 0; i < nseg; i++)
-		tgt[i] = (struct target){ (uintptr_t)seg[i].addr, seg[i].len, fi_mr_key(mr) };
-	oob_send(sock, &nseg, sizeof(nseg));
-	oob_send(sock, tgt, sizeof(tgt[0]) * nseg);
+	/* Without FI_MR_VIRT_ADDR, RMA addresses are offsets into the MR,
+	 * counted across its iovecs. */
+	for (int i = 0, off = 0; i < nseg; off += seg[i].len, i++)
+		tgt[i] = (struct target){
+			r.info->domain_attr->mr_mode & FI_MR_VIRT_ADDR ? (uintptr_t)seg[i].addr
+								      : (uint64_t)off,
+			seg[i].len, fi_mr_key(mr) };
+	{
+		int nsent = op == OP_REGV ? 1 : nseg;
+
+		oob_send(sock, &nsent, sizeof(nsent));
+		oob_send(sock, tgt, sizeof(tgt[0]) * nsent);
+	}
 
 	rdm_wait(&r, "fence message");
 
@@ -291,6 +307,9 @@ static void server(int sock)
 	/* What the disk has before any sync. */
 	if (op != OP_ATOMIC && op != OP_READ) {
 		bool on_disk = file_holds(&seg[0], want, true);
+
+		if (nseg > 1 && file_holds(&seg[1], want, true) != on_disk)
+			die("the two iovecs of the MR disagree about shadowing");
 
 		printf("server: before sync the disk has the %s data\n", on_disk ? "new" : "old");
 		if (expect == EXPECT_SHADOW && on_disk)

@@ -4,6 +4,7 @@
 # client RDMA-writes verifiable blocks, commits them (durable), reads them
 # back with RDMA READ; then the ACK log is checked against the file.
 . "$SAFE_MR_SRC/tests/vm/lib.sh"
+. "$SAFE_MR_SRC/tests/vm/checks/storage-lib.sh"
 BD=$SAFE_MR_BUILD/examples/blockd
 BC=$SAFE_MR_BUILD/examples/blockc
 NCLIENTS=4
@@ -11,6 +12,7 @@ PER=64		# blocks per client
 OPS=100		# commits per client
 
 [ -x "$BD" ] && [ -x "$BC" ] || { vm_result - build FAIL "examples/blockd or blockc not built"; vm_exit; }
+st_net_up || { vm_result - veth-rxe FAIL "rxe on a veth pair could not be set up"; vm_exit; }
 port=19000
 for fs in $VM_FS_LIST; do
 	port=$((port + 1))
@@ -20,7 +22,7 @@ for fs in $VM_FS_LIST; do
 	rm -f "$f" "$ack"
 	dd if=/dev/zero of="$f" bs=4096 count=$((NCLIENTS * PER)) status=none
 	vm_dmesg_mark
-	"$BD" -f "$f" -a 127.0.0.1 -p $port > "$VM_OUT/$fs.blockd.log" 2>&1 &
+	"$BD" -f "$f" -a $ST_SA -p $port > "$VM_OUT/$fs.blockd.log" 2>&1 &
 	bd=$!
 	for i in $(seq 100); do grep -q 'blockd: ready' "$VM_OUT/$fs.blockd.log" && break; kill -0 $bd 2>/dev/null || break; sleep 0.1; done
 	if ! grep -q 'blockd: ready' "$VM_OUT/$fs.blockd.log"; then
@@ -30,7 +32,7 @@ for fs in $VM_FS_LIST; do
 	fi
 	pids=()
 	for c in $(seq 0 $((NCLIENTS - 1))); do
-		"$BC" -s 127.0.0.1 -p $port -c $c -F $((c * PER)) -K $PER -n $OPS -l "$ack" \
+		"$BC" -s $ST_SA -p $port -c $c -F $((c * PER)) -K $PER -n $OPS -l "$ack" \
 			> "$VM_OUT/$fs.client$c.log" 2>&1 &
 		pids+=($!)
 	done

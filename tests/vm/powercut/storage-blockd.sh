@@ -6,6 +6,7 @@
 # (ACK log, written to the host over 9p after each reply) must be on the
 # recovered disk, whole, with that generation or a later one.
 . "$SAFE_MR_SRC/tests/vm/lib.sh"
+. "$SAFE_MR_SRC/tests/vm/checks/storage-lib.sh"
 BD=$SAFE_MR_BUILD/examples/blockd
 BC=$SAFE_MR_BUILD/examples/blockc
 NCLIENTS=3
@@ -15,6 +16,7 @@ step=$1
 case $step in
 guest)
 	[ -x "$BD" ] && [ -x "$BC" ] || { vm_result - build FAIL "examples/blockd or blockc not built"; vm_exit; }
+	st_net_up || { vm_result - veth-rxe FAIL "rxe on a veth pair could not be set up"; vm_exit; }
 	port=19200
 	for fs in ext4 xfs btrfs; do
 		port=$((port + 1))
@@ -22,10 +24,10 @@ guest)
 		rm -f "$ack"
 		dd if=/dev/zero of="$f" bs=4096 count=$((NCLIENTS * PER)) status=none
 		sync	# the empty file itself must survive the cut
-		setsid "$BD" -f "$f" -a 127.0.0.1 -p $port > "$VM_PC_OUT/$fs.blockd.log" 2>&1 < /dev/null &
+		setsid "$BD" -f "$f" -a $ST_SA -p $port > "$VM_PC_OUT/$fs.blockd.log" 2>&1 < /dev/null &
 		for i in $(seq 100); do grep -q 'blockd: ready' "$VM_PC_OUT/$fs.blockd.log" && break; sleep 0.1; done
 		for c in $(seq 0 $((NCLIENTS - 1))); do
-			setsid "$BC" -s 127.0.0.1 -p $port -c $c -F $((c * PER)) -K $PER -n 100000000 \
+			setsid "$BC" -s $ST_SA -p $port -c $c -F $((c * PER)) -K $PER -n 100000000 \
 				-l "$ack" > "$VM_PC_OUT/$fs.client$c.log" 2>&1 < /dev/null &
 		done
 		echo "$fs" >> "$VM_PC_OUT/fs.list"
