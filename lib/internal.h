@@ -81,6 +81,8 @@ const struct sm_verbs *sm_real_verbs(void);
 /* ---- page hashing (hash.c): change detection for shadows ---- */
 /* 64-bit hash of one page (sm_page_size bytes). */
 uint64_t sm_page_hash(const void *page);
+/* The portable implementation (tests compare it with the dispatched one). */
+uint64_t sm_page_hash_portable(const void *page);
 
 /* ---- writeback (writeback.c) ----
  * One extent: `len` bytes at `buf` go to file offset `off`.  Callers pass

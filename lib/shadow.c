@@ -546,15 +546,18 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	err = sm_arena_alloc(len, &c->arena_off);
 	if (err)
 		goto fail_free;
-	c->alias = sm_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, sm_arena_fd(),
-			       c->arena_off);
+	err = chunk_fill(c, len);
+	if (err)
+		goto fail_arena;
+	/* The engine's own view, for hashing and writeback.  The pages exist
+	 * now: populating only maps them, in one go rather than a fault each
+	 * at the first sync. */
+	c->alias = sm_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+			       sm_arena_fd(), c->arena_off);
 	if (c->alias == MAP_FAILED) {
 		err = errno;
 		goto fail_arena;
 	}
-	err = chunk_fill(c, len);
-	if (err)
-		goto fail_alias;
 	/* The swap: MAP_FIXED replaces the file pages atomically, so other
 	 * threads see the file or the shadow, never a hole. */
 	at = sm_sys_mmap((void *)v->start, len, v->prot, MAP_SHARED | MAP_FIXED, sm_arena_fd(),

@@ -13,8 +13,13 @@
  *           until the sync the disk keeps the old data.
  * noshadow: the hook is loaded but must not shadow (FI_SAFE_MR_MODE=off).
  * nohook:   plain libfabric; records what the provider itself does.
+ * raw:      plain libfabric on a NIC that pins (verbs): only reports what
+ *           the disk holds at each step ("RAW <step> old|new"), asserts
+ *           nothing about it; used by the VM checks to show the loss.
  * Files go to FI_TEST_DIR (default /tmp), which must not be tmpfs. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,12 +44,13 @@
 #include "fi_util.h"
 
 enum op { OP_WRITE, OP_READ, OP_ATOMIC, OP_REGV, OP_MIXED };
-enum expect { EXPECT_SHADOW, EXPECT_NOSHADOW, EXPECT_NOHOOK };
+enum expect { EXPECT_SHADOW, EXPECT_NOSHADOW, EXPECT_NOHOOK, EXPECT_RAW };
 
 static enum op op;
 static enum expect expect;
 static bool use_fi_sync;
 static size_t pg;
+static size_t want_shadow_bytes;
 
 #define FILE_LEN(p) (3 * (p) + 1000)	/* not page aligned on purpose */
 #define NSEG_MAX 2
@@ -101,6 +107,7 @@ static void file_seg(struct seg *s, const char *name, unsigned int seed, void *w
 	free(buf);
 	s->file_len = len;
 	s->len = len;
+	want_shadow_bytes += (len + pg - 1) / pg * pg;
 	s->addr = mmap(where, len, PROT_READ | PROT_WRITE, flags, s->fd, 0);
 	if (s->addr == MAP_FAILED)
 		die("mmap %s: %s", s->path, strerror(errno));
@@ -198,7 +205,7 @@ static void check_engine_stats(const char *who)
 	int (*fn)(struct safe_mr_stats *) = h ? dlsym(h, "safe_mr_stats") : NULL;
 	struct safe_mr_stats st;
 
-	if (expect == EXPECT_NOHOOK) {
+	if (expect == EXPECT_NOHOOK || expect == EXPECT_RAW) {
 		if (h)
 			die("%s: libsafe_mr is loaded although no hook was asked for", who);
 		printf("%s: no hook, engine not loaded\n", who);
@@ -214,6 +221,11 @@ static void check_engine_stats(const char *who)
 	       (unsigned long long)st.bytes_written_back);
 	if (expect == EXPECT_SHADOW && !st.shadowed)
 		die("%s: the hook shadowed nothing", who);
+	/* Each file page exactly once, however many layers (ofi_rxm over
+	 * tcp/verbs, the LD_PRELOAD library) saw the registration. */
+	if (expect == EXPECT_SHADOW && st.bytes_shadowed != want_shadow_bytes)
+		die("%s: %llu bytes shadowed, want %zu (double shadowing?)", who,
+		    (unsigned long long)st.bytes_shadowed, want_shadow_bytes);
 	if (expect == EXPECT_NOSHADOW && st.shadowed)
 		die("%s: shadowed although FI_SAFE_MR_MODE=off", who);
 }
@@ -312,13 +324,20 @@ static void server(int sock)
 			die("the two iovecs of the MR disagree about shadowing");
 
 		printf("server: before sync the disk has the %s data\n", on_disk ? "new" : "old");
+		if (expect == EXPECT_RAW)
+			printf("RAW before-sync %s\n", on_disk ? "new" : "old");
 		if (expect == EXPECT_SHADOW && on_disk)
 			die("new data on disk before any sync: the pages were not shadowed");
-		if (expect != EXPECT_SHADOW && !on_disk)
+		if ((expect == EXPECT_NOHOOK || expect == EXPECT_NOSHADOW) && !on_disk)
 			die("without a shadow the mapping should have carried the data");
 	}
 
-	if (use_fi_sync) {
+	if (use_fi_sync && expect == EXPECT_RAW && op != OP_ATOMIC && op != OP_READ) {
+		for (int i = 0; i < nseg; i++)
+			if (msync(seg[i].addr, seg[i].file_len, MS_SYNC) || fsync(seg[i].fd))
+				die("msync/fsync: %s", strerror(errno));
+		printf("RAW after-msync %s\n", file_holds(&seg[0], want, true) ? "new" : "old");
+	} else if (use_fi_sync) {
 		if (expect == EXPECT_NOHOOK) {
 			for (int i = 0; i < nseg; i++)
 				if (msync(seg[i].addr, seg[i].file_len, MS_SYNC))
@@ -342,6 +361,11 @@ static void server(int sock)
 
 	CHECK_FI(fi_close(&mr->fid));
 	CHECK_FI(fi_close(&fence_mr->fid));
+	if (expect == EXPECT_RAW) {
+		printf("RAW after-close %s\n", op == OP_WRITE || op == OP_MIXED ?
+		       (file_holds(&seg[0], want, true) ? "new" : "old") : "unchecked");
+		goto out;
+	}
 
 	for (int i = 0; i < nseg; i++) {
 		if (op == OP_ATOMIC) {
@@ -360,6 +384,7 @@ static void server(int sock)
 			die("after fi_close the file lacks the data (segment %d)", i);
 	}
 	printf("server: after fi_close the file holds the data (O_DIRECT and pread)\n");
+out:
 	check_engine_stats("server");
 
 	oob_send(sock, "D", 1);
@@ -503,12 +528,14 @@ int main(int argc, char **argv)
 				expect = EXPECT_NOSHADOW;
 			else if (!strcmp(optarg, "nohook"))
 				expect = EXPECT_NOHOOK;
+			else if (!strcmp(optarg, "raw"))
+				expect = EXPECT_RAW;
 			else
-				die("--expect shadow|noshadow|nohook");
+				die("--expect shadow|noshadow|nohook|raw");
 			break;
 		default:
 			die("usage: %s --op write|read|atomic|regv|mixed --sync close|fi_sync "
-			    "--expect shadow|noshadow|nohook", argv[0]);
+			    "--expect shadow|noshadow|nohook|raw", argv[0]);
 		}
 	}
 	if ((int)op < 0)
@@ -531,7 +558,7 @@ int main(int argc, char **argv)
 	printf("PASS: op=%s sync=%s expect=%s provider=%s\n", ops[op],
 	       use_fi_sync ? "fi_sync" : "close",
 	       expect == EXPECT_SHADOW ? "shadow" : expect == EXPECT_NOSHADOW ? "noshadow"
-									: "nohook",
+		     : expect == EXPECT_RAW ? "raw" : "nohook",
 	       getenv("FI_PROVIDER") ? getenv("FI_PROVIDER") : "(any)");
 	return 0;
 }

@@ -14,7 +14,7 @@ img=$TMPDIR/enospc.img mnt=$TMPDIR/enospc
 mkdir -p "$mnt"
 truncate -s 8M "$img"
 if ! mkfs.ext4 -q -F -m 0 "$img" || ! mount -o loop "$img" "$mnt"; then
-	vm_result ext4-small mount FAIL "cannot make/mount the small ext4 (loop module?)"
+	vm_result ext4 mount FAIL "cannot make/mount the small ext4 (loop module?)"
 	vm_exit
 fi
 f=$mnt/blockd.img ack=$VM_OUT/enospc.ack
@@ -30,17 +30,17 @@ sync
 bc=$!
 for i in $(seq 300); do grep -q '^NACK' "$ack" 2>/dev/null && break; kill -0 $bc 2>/dev/null || break; sleep 0.1; done
 if grep -q '^NACK .* 28$' "$ack"; then
-	vm_result ext4-small commit-enospc PASS "client told ENOSPC: $(grep -m1 '^NACK' "$ack")"
+	vm_result ext4 commit-enospc PASS "client told ENOSPC: $(grep -m1 '^NACK' "$ack")"
 else
-	vm_result ext4-small commit-enospc FAIL "no ENOSPC reply: $(tail -n1 "$VM_OUT/enospc.client.log")"
+	vm_result ext4 commit-enospc FAIL "no ENOSPC reply: $(tail -n1 "$VM_OUT/enospc.client.log")"
 fi
-if kill -0 $bd 2>/dev/null; then vm_result ext4-small daemon-alive PASS "blockd still running after ENOSPC"
-else vm_result ext4-small daemon-alive FAIL "blockd died"; fi
+if kill -0 $bd 2>/dev/null; then vm_result ext4 daemon-alive PASS "blockd still running after ENOSPC"
+else vm_result ext4 daemon-alive FAIL "blockd died"; fi
 rm -f "$mnt/filler" "$mnt/filler2"
-if wait $bc; then vm_result ext4-small retry PASS "$(grep -c '^ACK' "$ack") commits acknowledged after space was freed"
-else vm_result ext4-small retry FAIL "client exit $?: $(tail -n1 "$VM_OUT/enospc.client.log")"; fi
+if wait $bc; then vm_result ext4 retry PASS "$(grep -c '^ACK' "$ack") commits acknowledged after space was freed"
+else vm_result ext4 retry FAIL "client exit $?: $(tail -n1 "$VM_OUT/enospc.client.log")"; fi
 kill -TERM $bd; wait $bd
 echo 3 > /proc/sys/vm/drop_caches
-vm_expect ext4-small acked-on-file "$BC" -V "$f" -l "$ack"
+vm_expect ext4 acked-on-file "$BC" -V "$f" -l "$ack"
 umount "$mnt"
 vm_exit
