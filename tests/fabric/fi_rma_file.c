@@ -488,6 +488,8 @@ static void client(int sock)
 	if (mr)
 		CHECK_FI(fi_close(&mr->fid));
 	rdm_close(&r);
+	if (op != OP_READ)
+		free(buf);
 	if (local.addr) {
 		munmap(local.addr, local.len);
 		close(local.fd);
