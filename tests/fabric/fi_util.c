@@ -74,7 +74,10 @@ void rdm_open(struct rdm *r, uint64_t caps, int sock)
 				      FI_MR_PROV_KEY;
 	hints->domain_attr->threading = FI_THREAD_DOMAIN;
 	hints->tx_attr->msg_order = FI_ORDER_SAS;
-	CHECK_FI(fi_getinfo(FI_VERSION(1, 17), node ? node : "127.0.0.1", NULL, FI_SOURCE,
+	/* FI_RMA_NODE="" lets the provider pick its own source address. */
+	if (!node)
+		node = "127.0.0.1";
+	CHECK_FI(fi_getinfo(FI_VERSION(1, 17), *node ? node : NULL, NULL, *node ? FI_SOURCE : 0,
 			    hints, &r->info));
 	fi_freeinfo(hints);
 
