@@ -20,6 +20,8 @@ SM_EXPORT int safe_mr_sync_all(unsigned int flags)
 		return EINVAL;
 	pthread_mutex_lock(&sm_lock);
 	err = sm_sync_everything(flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
+	if (!err)
+		sm_hold_reap();
 	pthread_mutex_unlock(&sm_lock);
 	return err;
 }

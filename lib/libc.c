@@ -24,6 +24,8 @@ SM_EXPORT int safe_mr_msync(void *addr, size_t length, int flags)
 		pthread_mutex_lock(&sm_lock);
 		err = sm_sync_range(sm_page_down(a), sm_page_up(a + length),
 				    (flags & MS_SYNC) ? SM_WB_DURABLE : 0);
+		if (!err)
+			sm_hold_reap();
 		pthread_mutex_unlock(&sm_lock);
 	}
 	/* The real msync still runs: it handles the unshadowed part and
@@ -48,6 +50,8 @@ static int sync_fd(int fd, int (*real)(int))
 		/* Lazy writes; the real call below makes them durable. */
 		if (f)
 			err = sm_sync_file(f, 0);
+		if (f && !err)
+			sm_hold_reap();
 		pthread_mutex_unlock(&sm_lock);
 	}
 	if (real(fd))

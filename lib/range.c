@@ -76,18 +76,18 @@ SM_EXPORT int safe_mr_release_owner(const void *owner)
 		struct sm_hold *h;
 
 		pthread_mutex_lock(&sm_lock);
-		for (h = sm_hold_first(); h && h->owner != owner; h = h->next)
+		for (h = sm_hold_first(); h && (h->owner != owner || h->pending); h = h->next)
 			;
 		pthread_mutex_unlock(&sm_lock);
 		if (!h)
 			return first;
 		int err = sm_hold_release(h);
 		if (err) {
-			/* Keep it, but stop looking at it: move the owner aside so
-			 * the loop ends; a later sync of the file retries. */
+			/* The data stays in the shadow; the next sync point that
+			 * writes it back finishes the release. */
 			if (!first)
 				first = err;
-			sm_hold_set_owner(h, NULL);
+			sm_hold_defer(h);
 		}
 	}
 }

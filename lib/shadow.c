@@ -867,6 +867,34 @@ out:
 	return err;
 }
 
+static size_t npending;
+
+void sm_hold_defer(struct sm_hold *h)
+{
+	pthread_mutex_lock(&sm_lock);
+	h->owner = NULL;	/* the owner (an MR) is freed: never match it */
+	if (!h->pending)
+		npending++;
+	h->pending = true;
+	pthread_mutex_unlock(&sm_lock);
+}
+
+void sm_hold_reap(void)
+{
+	struct sm_hold *h, *next;
+
+	if (!npending)
+		return;
+	for (h = holds; h; h = next) {
+		next = h->next;
+		if (h->pending && sm_hold_sync_locked(h, 0, 0, SM_WB_DURABLE) == 0) {
+			npending--;
+			hold_unlink(h);
+			hold_drop(h);
+		}
+	}
+}
+
 int sm_hold_release(struct sm_hold *h)
 {
 	int err;

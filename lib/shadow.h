@@ -44,6 +44,8 @@ struct sm_hold {
 	uintptr_t addr;
 	size_t len;
 	size_t shadowed;	/* bytes */
+	bool pending;		/* released, but its writeback failed: finished
+				 * by the next successful sync point */
 	size_t nseg, cap;
 	struct sm_seg *seg;
 };
@@ -59,6 +61,11 @@ int sm_sync_everything(unsigned int flags);
 int sm_hold_sync_locked(struct sm_hold *h, size_t off, size_t len, unsigned int flags);
 int sm_unmap_range(uintptr_t start, uintptr_t end, bool restore_file);
 struct sm_hold *sm_hold_first(void);
+/* Release h later: its owner is gone (deregistered) but the data could not
+ * be written; the next successful sync point finishes it. */
+void sm_hold_defer(struct sm_hold *h);
+/* Finish deferred releases whose data now writes back. */
+void sm_hold_reap(void);
 /* Takes the lock: would [addr, +len) with `access` need a shadow?  1, 0,
  * or -1 with errno (EINVAL/EFAULT: what the kernel would refuse). */
 int sm_needs_shadow(void *addr, size_t len, unsigned int access);
