@@ -262,6 +262,7 @@ int main(int argc, char **argv)
 		printf("put_file[0]: after MPI_Win_free: disk %s\n", disk_state(path));
 		if (munmap(base, file_len))
 			die("munmap: %s", strerror(errno));
+		printf("put_file[0]: after munmap: disk %s\n", disk_state(path));
 	}
 	MPI_Finalize();
 	if (rank == 0) {
