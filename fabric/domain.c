@@ -3,6 +3,7 @@
  * domain call is forwarded with the hooked domain, so the objects it
  * creates (endpoints, CQs, AVs, ...) are the provider's own. */
 #include <stdlib.h>
+#include <strings.h>
 #include <rdma/fi_errno.h>
 #include <rdma/fi_endpoint.h>
 #include <rdma/fi_atomic.h>
@@ -10,12 +11,29 @@
 
 #include "hook.h"
 
+/* libfabric's internal flow-control ops (ofi_util.h, not installed; the
+ * layout of 1.17, whose rxm calls set_send_handler at offset 0x20).  ofi_rxm hands the core domain it
+ * opened - ours - to set_send_handler, and the core provider (verbs)
+ * container_of()s it: it must get the provider's own domain.  The other
+ * calls take the provider's own endpoints and are used unchanged. */
+#define SMFI_OPS_FLOW_CTRL "ofix_flow_ctrl_v1"
+struct smfi_ops_flow_ctrl {
+	size_t size;
+	bool (*available)(struct fid_ep *ep);
+	int (*enable)(struct fid_ep *ep, uint64_t threshold);
+	void (*add_credits)(struct fid_ep *ep, uint64_t credits);
+	void (*set_send_handler)(struct fid_domain *domain,
+				 ssize_t (*send_handler)(struct fid_ep *ep, uint64_t credits));
+};
+
 struct smfi_domain {
 	struct fid_domain domain;	/* what the application sees */
 	struct fid_domain *inner;
 	struct fi_ops fid_ops;
 	struct fi_ops_domain ops;
 	struct fi_ops_mr mr_ops;
+	struct smfi_ops_flow_ctrl flow_ctrl;	/* handed out by ops_open */
+	const struct smfi_ops_flow_ctrl *inner_flow_ctrl;
 };
 
 static struct fid_domain *inner_of(struct fid_domain *d)
@@ -54,12 +72,39 @@ static int dom_control(struct fid *fid, int command, void *arg)
 	return in->ops->control(in, command, arg);
 }
 
+static void dom_set_send_handler(struct fid_domain *domain,
+				 ssize_t (*handler)(struct fid_ep *ep, uint64_t credits))
+{
+	struct smfi_domain *d = (struct smfi_domain *)domain;
+
+	if (!smfi_domain_inner(&domain->fid) || !d->inner_flow_ctrl) {
+		smfi_warn(FI_LOG_DOMAIN, "flow control: not a safe_mr domain\n");
+		return;
+	}
+	d->inner_flow_ctrl->set_send_handler(d->inner, handler);
+}
+
 static int dom_ops_open(struct fid *fid, const char *name, uint64_t flags, void **ops,
 			void *context)
 {
+	struct smfi_domain *d = (struct smfi_domain *)fid;
 	struct fid *in = smfi_domain_inner(fid);
+	const struct smfi_ops_flow_ctrl *io;
+	int ret = in->ops->ops_open(in, name, flags, ops, context);
 
-	return in->ops->ops_open(in, name, flags, ops, context);
+	if (ret || strcasecmp(name, SMFI_OPS_FLOW_CTRL) || !*ops)
+		return ret;
+	io = *ops;
+	if (io->size < sizeof(d->flow_ctrl) || !io->set_send_handler) {
+		smfi_warn(FI_LOG_DOMAIN, "unknown %s layout (size %zu)\n", name, io->size);
+		return -FI_ENOSYS;	/* rxm then runs without flow control */
+	}
+	d->inner_flow_ctrl = io;
+	d->flow_ctrl = *io;
+	d->flow_ctrl.size = sizeof(d->flow_ctrl);
+	d->flow_ctrl.set_send_handler = dom_set_send_handler;
+	*ops = &d->flow_ctrl;
+	return 0;
 }
 
 static int dom_tostr(const struct fid *fid, char *buf, size_t len)
