@@ -57,6 +57,12 @@ extern struct sm_counters sm_stats;
  * interposes (mmap family, msync, fsync, fdatasync): these go straight to
  * the kernel.  They return like libc: -1 (MAP_FAILED) and errno. */
 void *sm_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+/* The MAP_FIXED swaps of application memory (shadow in, file back) go
+ * through libc's mmap on purpose: registration caches below or beside us
+ * (libfabric's memhooks monitor, UCX, Open MPI's patcher) hook that symbol
+ * to learn that memory at an address changed and drop what they pinned
+ * there.  The preload library does not interpose mmap: no recursion. */
+void *sm_swap_mmap(void *addr, size_t len, int prot, int fd, off_t off);
 int sm_sys_munmap(void *addr, size_t len);
 void *sm_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 int sm_sys_msync(void *addr, size_t len, int flags);

@@ -560,8 +560,7 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	}
 	/* The swap: MAP_FIXED replaces the file pages atomically, so other
 	 * threads see the file or the shadow, never a hole. */
-	at = sm_sys_mmap((void *)v->start, len, v->prot, MAP_SHARED | MAP_FIXED, sm_arena_fd(),
-			 c->arena_off);
+	at = sm_swap_mmap((void *)v->start, len, v->prot, sm_arena_fd(), c->arena_off);
 	if (at == MAP_FAILED) {
 		err = errno;
 		goto fail_alias;
@@ -628,8 +627,8 @@ static int restore_run(struct sm_chunk *c, size_t first, size_t count, bool keep
 			c->pg[i].state = PG_DETACHED;
 		return 0;
 	}
-	at = sm_sys_mmap((void *)page_addr(c, first), len, prot, MAP_SHARED | MAP_FIXED,
-			 c->file->fd, c->file_off + (off_t)(first * sm_page_size));
+	at = sm_swap_mmap((void *)page_addr(c, first), len, prot, c->file->fd,
+			  c->file_off + (off_t)(first * sm_page_size));
 	if (at == MAP_FAILED) {
 		err = errno;
 		sm_error("cannot restore the file mapping at %#lx: %s",

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Raw system calls for the calls the preload library interposes: the engine
  * must reach the kernel, never its own interposers (no recursion). */
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -34,4 +35,9 @@ int sm_sys_fsync(int fd)
 int sm_sys_fdatasync(int fd)
 {
 	return (int)syscall(SYS_fdatasync, fd);
+}
+
+void *sm_swap_mmap(void *addr, size_t len, int prot, int fd, off_t off)
+{
+	return mmap(addr, len, prot, MAP_SHARED | MAP_FIXED, fd, off);
 }
