@@ -52,14 +52,10 @@ static struct ibv_mr *reg_shadowed(const struct sm_verbs *v, struct ibv_pd *pd, 
 	struct ibv_mr *mr;
 	int err;
 
-	err = sm_hold_acquire(addr, length, access, force, NULL, &h);
+	err = sm_hold_acquire(addr, length, access | SM_ACQUIRE_DROP_EMPTY, force, NULL, &h);
 	if (err) {
 		errno = err;
 		return NULL;
-	}
-	if (!sm_hold_shadowed(h)) {
-		sm_hold_abort(h);
-		h = NULL;
 	}
 	mr = v->reg_mr_iova2(pd, addr, length, iova, access);
 	if (!mr) {
@@ -172,7 +168,7 @@ SM_EXPORT int safe_mr_dereg_mr(struct ibv_mr *mr)
 	/* The NIC is done.  Anything it wrote since the sync above is written
 	 * by the release; if that fails the pages stay pending (logged) and
 	 * are retried at the next sync point of the file. */
-	if (safe_mr_release_owner(mr))
+	if (atomic_load(&sm_nchunks) && safe_mr_release_owner(mr))
 		sm_error("data written between sync and deregistration is pending");
 	return 0;
 }

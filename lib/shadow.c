@@ -224,6 +224,9 @@ static int cmp_sel(const void *a, const void *b)
 	return x->c->file_off < y->c->file_off ? -1 : x->c->file_off > y->c->file_off;
 }
 
+/* Pages hashed, then written, per slice: 256 KiB stays in L2. */
+#define WB_SLICE_PAGES 64
+
 /* Write back a selection: grouped by file, one fdatasync per file. */
 static int writeback_sel(struct wb_sel *sel, size_t n, unsigned int flags, unsigned int states)
 {
@@ -238,9 +241,25 @@ static int writeback_sel(struct wb_sel *sel, size_t n, unsigned int flags, unsig
 
 		b.file = sel[i].c->file;
 		eof = file_eof(b.file);
-		for (; j < n && sel[j].c->file == b.file; j++)
-			if (!err)
-				err = batch_add(&b, sel[j].c, sel[j].first, sel[j].count, eof, states);
+		for (; j < n && sel[j].c->file == b.file; j++) {
+			/* In slices, so that the write copies pages the hash
+			 * has just brought into the cache. */
+			for (size_t f = sel[j].first; f < sel[j].first + sel[j].count && !err;
+			     f += WB_SLICE_PAGES) {
+				size_t cnt = sel[j].first + sel[j].count - f;
+
+				cnt = cnt < WB_SLICE_PAGES ? cnt : WB_SLICE_PAGES;
+				err = batch_add(&b, sel[j].c, f, cnt, eof, states);
+				if (!err && b.npages >= WB_SLICE_PAGES && b.file->writable) {
+					/* a failed slice keeps its pages dirty; go on */
+					int e = batch_flush(&b, 0);
+
+					if (e && !first_err)
+						first_err = e;
+				}
+			}
+		}
+		/* The last slice carries the fdatasync, for all of them. */
 		if (!err && b.file->writable)
 			err = batch_flush(&b, flags);
 		else if (!err && b.next)
@@ -818,6 +837,7 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 {
 	uintptr_t a = (uintptr_t)addr, s, e;
 	bool write = access & WRITE_ACCESS;
+	bool drop_empty = access & SM_ACQUIRE_DROP_EMPTY;
 	struct sm_vma *v = NULL;
 	struct sm_hold *h;
 	size_t n = 0;
@@ -850,6 +870,11 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 		err = acquire_vma(h, &v[k], write, force_all);
 	if (err) {
 		hold_drop(h);	/* restores what we shadowed: unchanged, no I/O */
+		h = NULL;
+		goto out;
+	}
+	if (!h->nseg && drop_empty) {
+		free(h);
 		h = NULL;
 		goto out;
 	}

@@ -95,12 +95,12 @@ static int list_query(int fd, uintptr_t start, uintptr_t end, struct sm_vma **vm
 	char name[4096];
 
 	while (addr < end) {
+		/* No name first: only shared file mappings need their path,
+		 * and building one (d_path) is most of the cost of a query. */
 		struct sm_procmap_query q = {
 			.size = sizeof(q),
 			.query_flags = SM_PMQ_COVERING_OR_NEXT,
 			.query_addr = addr,
-			.vma_name_size = sizeof(name),
-			.vma_name_addr = (uintptr_t)name,
 		};
 		struct sm_vma v = { 0 };
 
@@ -108,6 +108,14 @@ static int list_query(int fd, uintptr_t start, uintptr_t end, struct sm_vma **vm
 			if (errno == ENOENT)
 				break;
 			return errno;
+		}
+		if (q.inode && (q.vma_flags & SM_PMQ_SHARED) && q.vma_start < end) {
+			q.query_addr = q.vma_start;
+			q.query_flags = 0;
+			q.vma_name_size = sizeof(name);
+			q.vma_name_addr = (uintptr_t)name;
+			if (ioctl(fd, SM_PROCMAP_QUERY, &q) < 0)
+				return errno;
 		}
 		if (q.vma_start >= end)
 			break;
