@@ -9,10 +9,13 @@
  * a sync error (ENOSPC, EIO, ...) it replies with the errno, keeps running
  * and keeps the data: a later commit of the same range retries the write.
  *
- *   blockd -f FILE [-a ADDR] [-p PORT]       (ADDR: of an RDMA device)
+ *   blockd -f FILE [-a ADDR] [-p PORT] [-t SECS] [-v]   (ADDR: of an RDMA device)
  *
  * Prints "blockd: ready" on stdout once listening.  SIGINT/SIGTERM: write
- * back, deregister, exit.
+ * back, deregister, exit.  No wait on the network is unbounded: a connection
+ * that is accepted but not established, or a reply whose send has not
+ * completed, after -t SECS (default 20) ends the server with a line saying
+ * which (exit 5).  -v logs every connection and commit with a timestamp.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,25 +35,35 @@
 #include "blockd_proto.h"
 
 #define RXN 4
+#define MAXCONN 64
+#define TX_SLOT 0xff	/* wr_id slot of the reply send */
 
-struct conn;
-struct rx_slot {
-	struct conn *c;
-	struct bd_msg msg;
-};
-
+/* Connections live in a table and completions name them by slot and
+ * generation: a completion that outlives its connection (flushed after a
+ * disconnect) is recognised and ignored instead of touching freed memory. */
 struct conn {
 	struct rdma_cm_id *id;
-	struct ibv_mr *mr;	/* of this struct's message buffers */
+	struct ibv_mr *mr;	/* of tx and rx */
 	struct bd_msg tx;
-	struct rx_slot rx[RXN];
+	struct bd_msg rx[RXN];
+	uint32_t gen;
+	bool used, established;
+	int64_t accepted_ms;	/* waiting for ESTABLISHED since */
+	int64_t reply_ms;	/* reply send posted, completion pending, since (0: none) */
+	uint64_t reply_seq, commits;
 };
 
+static struct conn conns[MAXCONN];
 static struct ibv_pd *pd;
 static struct ibv_cq *cq;
 static struct ibv_comp_channel *chan;
 static struct safe_mr_file_region *region;
 static volatile sig_atomic_t stop;
+static int deadline_ms = BD_DEADLINE_S * 1000, verbose;
+static uint64_t n_commits, n_failed, n_stale;
+static int64_t max_sync_ms;
+
+#define EXIT_TIMEOUT 5
 
 static void on_signal(int sig)
 {
@@ -57,12 +71,45 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static int post_recv(struct rx_slot *s)
+static uint64_t wr_id(struct conn *c, unsigned slot)
 {
-	struct ibv_sge sge = { (uintptr_t)&s->msg, sizeof(s->msg), s->c->mr->lkey };
-	struct ibv_recv_wr wr = { .wr_id = (uintptr_t)s, .sg_list = &sge, .num_sge = 1 }, *bad;
+	return (uint64_t)c->gen << 32 | (uint64_t)(c - conns) << 8 | slot;
+}
 
-	return ibv_post_recv(s->c->id->qp, &wr, &bad);
+/* The live connection a wr_id names, NULL if it is gone. */
+static struct conn *wr_conn(uint64_t id, unsigned *slot)
+{
+	unsigned i = (id >> 8) & 0xffffff;
+
+	*slot = id & 0xff;
+	if (i >= MAXCONN || !conns[i].used || conns[i].gen != (uint32_t)(id >> 32))
+		return NULL;
+	return &conns[i];
+}
+
+static int cidx(struct conn *c)
+{
+	return (int)(c - conns);
+}
+
+static int post_recv(struct conn *c, unsigned slot)
+{
+	struct ibv_sge sge = { (uintptr_t)&c->rx[slot], sizeof(c->rx[slot]), c->mr->lkey };
+	struct ibv_recv_wr wr = { .wr_id = wr_id(c, slot), .sg_list = &sge, .num_sge = 1 }, *bad;
+
+	return ibv_post_recv(c->id->qp, &wr, &bad);
+}
+
+static void conn_free(struct conn *c)
+{
+	if (c->id->qp)
+		rdma_destroy_qp(c->id);
+	if (c->mr)
+		ibv_dereg_mr(c->mr);
+	c->id->context = NULL;
+	c->mr = NULL;
+	c->used = false;
+	c->gen++;
 }
 
 static int on_connect(struct rdma_cm_id *id)
@@ -77,58 +124,54 @@ static int on_connect(struct rdma_cm_id *id)
 	};
 	struct rdma_conn_param cp = { .private_data = &hello, .private_data_len = sizeof(hello),
 				      .responder_resources = 4, .initiator_depth = 4 };
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c = NULL;
 
 	if (id->verbs != pd->context) {
-		fprintf(stderr, "blockd: connection on another device, refused\n");
-		free(c);
+		bd_log("blockd: connection on another device, refused");
 		rdma_reject(id, NULL, 0);
 		return -1;
 	}
-	if (!c || rdma_create_qp(id, pd, &qa))
-		goto fail;
+	for (int i = 0; i < MAXCONN && !c; i++)
+		if (!conns[i].used)
+			c = &conns[i];
+	if (!c) {
+		bd_log("blockd: %d connections already, refused", MAXCONN);
+		rdma_reject(id, NULL, 0);
+		return -1;
+	}
 	c->id = id;
+	c->used = true;
+	c->established = false;
+	c->reply_ms = 0;
+	c->commits = 0;
 	id->context = c;
+	if (rdma_create_qp(id, pd, &qa))
+		goto fail;
 	c->mr = ibv_reg_mr(pd, c, sizeof(*c), IBV_ACCESS_LOCAL_WRITE);
 	if (!c->mr)
-		goto fail_qp;
-	for (int i = 0; i < RXN; i++) {
-		c->rx[i].c = c;
-		if (post_recv(&c->rx[i]))
-			goto fail_mr;
-	}
+		goto fail;
+	for (unsigned i = 0; i < RXN; i++)
+		if (post_recv(c, i))
+			goto fail;
 	if (rdma_accept(id, &cp))
-		goto fail_mr;
+		goto fail;
+	c->accepted_ms = bd_now_ms();
+	if (verbose)
+		bd_log("blockd: conn %d: accepted (qp %u)", cidx(c), id->qp->qp_num);
 	return 0;
-fail_mr:
-	ibv_dereg_mr(c->mr);
-fail_qp:
-	rdma_destroy_qp(id);
 fail:
-	perror("blockd: accept");
-	free(c);
+	bd_log("blockd: accept: %s", strerror(errno));
+	conn_free(c);
 	rdma_reject(id, NULL, 0);
 	return -1;
 }
 
-static void on_disconnect(struct rdma_cm_id *id)
-{
-	struct conn *c = id->context;
-
-	rdma_destroy_qp(id);
-	if (c) {
-		ibv_dereg_mr(c->mr);
-		free(c);
-	}
-	rdma_destroy_id(id);
-}
-
 /* A commit: durable first, reply after. */
-static void on_commit(struct rx_slot *s)
+static void on_commit(struct conn *c, unsigned slot)
 {
-	struct conn *c = s->c;
-	struct bd_msg m = s->msg;
+	struct bd_msg m = c->rx[slot];
 	size_t nblocks = region->length / BD_BLOCK;
+	int64_t t0 = bd_now_ms(), dt;
 	int err;
 
 	if (m.type != BD_COMMIT || m.first >= nblocks || !m.count || m.count > nblocks - m.first)
@@ -136,20 +179,69 @@ static void on_commit(struct rx_slot *s)
 	else
 		err = safe_mr_file_sync(region, m.first * BD_BLOCK, m.count * BD_BLOCK,
 					SAFE_MR_SYNC_DURABLE);
-	if (err)
-		fprintf(stderr, "blockd: commit [%llu, +%llu) failed: %s (data kept)\n",
-			(unsigned long long)m.first, (unsigned long long)m.count, strerror(err));
-	if (post_recv(s))
-		perror("blockd: post_recv");
+	dt = bd_now_ms() - t0;
+	if (dt > max_sync_ms)
+		max_sync_ms = dt;
+	n_commits++;
+	c->commits++;
+	if (err) {
+		n_failed++;
+		bd_log("blockd: commit [%llu, +%llu) failed: %s (data kept)",
+		       (unsigned long long)m.first, (unsigned long long)m.count, strerror(err));
+	}
+	/* the next commit may come as soon as the reply is read: repost first */
+	if (post_recv(c, slot))
+		bd_log("blockd: conn %d: post_recv: %s", cidx(c), strerror(errno));
+	if (c->reply_ms)	/* one commit at a time per client: tx is free */
+		bd_log("blockd: conn %d: seq %llu while the reply to seq %llu is unfinished",
+		       cidx(c), (unsigned long long)m.seq, (unsigned long long)c->reply_seq);
 	c->tx = (struct bd_msg){ .type = BD_REPLY, .status = (uint32_t)err, .seq = m.seq,
 				 .first = m.first, .count = m.count };
 	{
 		struct ibv_sge sge = { (uintptr_t)&c->tx, sizeof(c->tx), c->mr->lkey };
-		struct ibv_send_wr wr = { .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_SEND,
+		struct ibv_send_wr wr = { .wr_id = wr_id(c, TX_SLOT), .sg_list = &sge,
+					  .num_sge = 1, .opcode = IBV_WR_SEND,
 					  .send_flags = IBV_SEND_SIGNALED }, *bad;
 
-		if (ibv_post_send(c->id->qp, &wr, &bad))
-			perror("blockd: post_send");
+		if (ibv_post_send(c->id->qp, &wr, &bad)) {
+			bd_log("blockd: conn %d: post_send: %s", cidx(c), strerror(errno));
+		} else {
+			c->reply_ms = bd_now_ms();
+			c->reply_seq = m.seq;
+		}
+	}
+	if (verbose)
+		bd_log("blockd: conn %d: seq %llu block %llu+%llu synced in %lld ms, status %d",
+		       cidx(c), (unsigned long long)m.seq, (unsigned long long)m.first,
+		       (unsigned long long)m.count, (long long)dt, err);
+}
+
+static void poll_cq(void)
+{
+	struct ibv_wc wc[16];
+	int n;
+
+	while ((n = ibv_poll_cq(cq, 16, wc)) > 0) {
+		for (int i = 0; i < n; i++) {
+			unsigned slot;
+			struct conn *c = wr_conn(wc[i].wr_id, &slot);
+
+			if (!c) {
+				n_stale++;
+				continue;
+			}
+			if (slot == TX_SLOT)
+				c->reply_ms = 0;
+			if (wc[i].status != IBV_WC_SUCCESS) {
+				if (wc[i].status != IBV_WC_WR_FLUSH_ERR)
+					bd_log("blockd: conn %d: completion %s (opcode %d, vendor_err %u)",
+					       cidx(c), ibv_wc_status_str(wc[i].status),
+					       wc[i].opcode, wc[i].vendor_err);
+				continue;
+			}
+			if (wc[i].opcode == IBV_WC_RECV && slot < RXN)
+				on_commit(c, slot);
+		}
 	}
 }
 
@@ -157,31 +249,84 @@ static void drain_cq(void)
 {
 	struct ibv_cq *ev_cq;
 	void *ctx;
-	struct ibv_wc wc[16];
-	int n;
 
-	if (ibv_get_cq_event(chan, &ev_cq, &ctx))
-		return;
-	ibv_ack_cq_events(ev_cq, 1);
+	if (ibv_get_cq_event(chan, &ev_cq, &ctx) == 0)
+		ibv_ack_cq_events(ev_cq, 1);
+	/* poll, arm, poll again: a completion between the two is not missed */
+	poll_cq();
 	ibv_req_notify_cq(cq, 0);
-	while ((n = ibv_poll_cq(cq, 16, wc)) > 0) {
-		for (int i = 0; i < n; i++) {
-			if (wc[i].status != IBV_WC_SUCCESS) {
-				if (wc[i].status != IBV_WC_WR_FLUSH_ERR)
-					fprintf(stderr, "blockd: completion %s\n",
-						ibv_wc_status_str(wc[i].status));
-				continue;
-			}
-			if (wc[i].opcode == IBV_WC_RECV)
-				on_commit((struct rx_slot *)(uintptr_t)wc[i].wr_id);
+	poll_cq();
+}
+
+static void on_cm_event(struct rdma_cm_event *ev)
+{
+	struct rdma_cm_id *id = ev->id;
+	struct conn *c = id->context;
+	enum rdma_cm_event_type type = ev->event;
+	int status = ev->status;
+
+	rdma_ack_cm_event(ev);
+	if (verbose || (type != RDMA_CM_EVENT_CONNECT_REQUEST &&
+			type != RDMA_CM_EVENT_ESTABLISHED && type != RDMA_CM_EVENT_DISCONNECTED &&
+			type != RDMA_CM_EVENT_TIMEWAIT_EXIT))
+		bd_log("blockd: conn %d: %s (status %d)", c ? cidx(c) : -1, rdma_event_str(type),
+		       status);
+	switch (type) {
+	case RDMA_CM_EVENT_CONNECT_REQUEST:
+		if (on_connect(id))
+			rdma_destroy_id(id);
+		break;
+	case RDMA_CM_EVENT_ESTABLISHED:
+		if (c)
+			c->established = true;
+		break;
+	case RDMA_CM_EVENT_DISCONNECTED:
+	case RDMA_CM_EVENT_CONNECT_ERROR:
+	case RDMA_CM_EVENT_UNREACHABLE:
+	case RDMA_CM_EVENT_REJECTED:
+		if (c) {
+			poll_cq();	/* what this connection still has queued */
+			if (verbose)
+				bd_log("blockd: conn %d: closed after %llu commits", cidx(c),
+				       (unsigned long long)c->commits);
+			conn_free(c);
+			rdma_destroy_id(id);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+/* A connection stuck past the deadline: say on what, true to exit. */
+static bool overdue(void)
+{
+	int64_t now = bd_now_ms();
+
+	for (int i = 0; i < MAXCONN; i++) {
+		struct conn *c = &conns[i];
+
+		if (!c->used)
+			continue;
+		if (!c->established && now - c->accepted_ms > deadline_ms) {
+			bd_log("blockd: conn %d: TIMEOUT after %d s waiting for the CM event "
+			       "ESTABLISHED", i, deadline_ms / 1000);
+			return true;
+		}
+		if (c->reply_ms && now - c->reply_ms > deadline_ms) {
+			bd_log("blockd: conn %d: TIMEOUT after %d s waiting for the completion of "
+			       "the reply SEND of seq %llu", i, deadline_ms / 1000,
+			       (unsigned long long)c->reply_seq);
+			return true;
 		}
 	}
+	return false;
 }
 
 int main(int argc, char **argv)
 {
 	const char *file = NULL, *addr = "127.0.0.1";
-	int port = BD_PORT, opt, fd, err;
+	int port = BD_PORT, opt, fd, err, rc = 0;
 	struct rdma_event_channel *ec;
 	struct rdma_cm_id *listen_id;
 	struct ibv_context *verbs;
@@ -189,15 +334,17 @@ int main(int argc, char **argv)
 	char portstr[16];
 	struct stat st;
 
-	while ((opt = getopt(argc, argv, "f:a:p:")) != -1) {
+	while ((opt = getopt(argc, argv, "f:a:p:t:v")) != -1) {
 		switch (opt) {
 		case 'f': file = optarg; break;
 		case 'a': addr = optarg; break;
 		case 'p': port = atoi(optarg); break;
+		case 't': deadline_ms = atoi(optarg) * 1000; break;
+		case 'v': verbose = 1; break;
 		default: goto usage;
 		}
 	}
-	if (!file)
+	if (!file || deadline_ms <= 0)
 		goto usage;
 	fd = open(file, O_RDWR);
 	if (fd < 0 || fstat(fd, &st) || st.st_size < (off_t)BD_BLOCK) {
@@ -239,6 +386,9 @@ int main(int argc, char **argv)
 		perror("blockd: pd/cq");
 		return 1;
 	}
+	/* non-blocking: the loop polls both with a timeout */
+	fcntl(ec->fd, F_SETFL, fcntl(ec->fd, F_GETFL) | O_NONBLOCK);
+	fcntl(chan->fd, F_SETFL, fcntl(chan->fd, F_GETFL) | O_NONBLOCK);
 	region = safe_mr_file_reg(pd, fd, 0, (size_t)st.st_size & ~(size_t)(BD_BLOCK - 1),
 				  IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
 				  IBV_ACCESS_REMOTE_READ);
@@ -253,29 +403,26 @@ int main(int argc, char **argv)
 	while (!stop) {
 		struct pollfd pfd[2] = { { ec->fd, POLLIN, 0 }, { chan->fd, POLLIN, 0 } };
 		struct rdma_cm_event *ev;
+		int n = poll(pfd, 2, 500);
 
-		if (poll(pfd, 2, 500) <= 0)
-			continue;
-		if (pfd[1].revents & POLLIN)
+		if (n > 0 && (pfd[1].revents & POLLIN))
 			drain_cq();
-		if ((pfd[0].revents & POLLIN) && !rdma_get_cm_event(ec, &ev)) {
-			struct rdma_cm_id *id = ev->id;
-			enum rdma_cm_event_type type = ev->event;
-
-			rdma_ack_cm_event(ev);
-			if (type == RDMA_CM_EVENT_CONNECT_REQUEST) {
-				if (on_connect(id))
-					rdma_destroy_id(id);
-			} else if (type == RDMA_CM_EVENT_DISCONNECTED) {
-				on_disconnect(id);
-			}
+		if (n > 0 && (pfd[0].revents & POLLIN))
+			while (!rdma_get_cm_event(ec, &ev))
+				on_cm_event(ev);
+		if (overdue()) {
+			rc = EXIT_TIMEOUT;
+			break;
 		}
 	}
+	bd_log("blockd: %llu commits (%llu failed), longest sync %lld ms, %llu stale completions",
+	       (unsigned long long)n_commits, (unsigned long long)n_failed,
+	       (long long)max_sync_ms, (unsigned long long)n_stale);
 	err = safe_mr_file_dereg(region);
 	if (err)
-		fprintf(stderr, "blockd: final writeback failed: %s\n", strerror(err));
-	return err ? 1 : 0;
+		bd_log("blockd: final writeback failed: %s", strerror(err));
+	return rc ? rc : err ? 1 : 0;
 usage:
-	fprintf(stderr, "usage: %s -f FILE [-a ADDR] [-p PORT]\n", argv[0]);
+	fprintf(stderr, "usage: %s -f FILE [-a ADDR] [-p PORT] [-t SECS] [-v]\n", argv[0]);
 	return 2;
 }

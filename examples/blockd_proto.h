@@ -3,12 +3,16 @@
 #ifndef BLOCKD_PROTO_H
 #define BLOCKD_PROTO_H
 
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define BD_BLOCK 4096u
 #define BD_PORT 18515
 #define BD_MAGIC 0x626c6f636b640001ull
+#define BD_DEADLINE_S 20	/* default bound on any wait for the peer */
 
 /* In the accept's private data: where the exported file lives. */
 struct bd_hello {
@@ -76,6 +80,31 @@ static inline int bd_check(const void *buf, uint64_t block, struct bd_block_hdr 
 		return -1;
 	bd_fill(want, h->block, h->gen, h->client);
 	return memcmp(want, buf, BD_BLOCK) ? -1 : 0;
+}
+
+/* Monotonic milliseconds: deadlines and log timestamps. */
+static inline int64_t bd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* stderr line with a monotonic timestamp (seconds.millis), so the logs of
+ * the server and its clients can be merged when a run stalls. */
+__attribute__((format(printf, 1, 2)))
+static inline void bd_log(const char *fmt, ...)
+{
+	int64_t t = bd_now_ms();
+	va_list ap;
+
+	fprintf(stderr, "[%lld.%03lld] ", (long long)(t / 1000), (long long)(t % 1000));
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stderr);
 }
 
 #endif

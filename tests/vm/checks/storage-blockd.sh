@@ -10,6 +10,7 @@ BC=$SAFE_MR_BUILD/examples/blockc
 NCLIENTS=4
 PER=64		# blocks per client
 OPS=100		# commits per client
+DL=20		# blockd/blockc deadline (s) on any wait for the peer: fail fast, with a reason
 
 [ -x "$BD" ] && [ -x "$BC" ] || { vm_result - build FAIL "examples/blockd or blockc not built"; vm_exit; }
 st_net_up || { vm_result - veth-rxe FAIL "rxe on a veth pair could not be set up"; vm_exit; }
@@ -22,7 +23,8 @@ for fs in $VM_FS_LIST; do
 	rm -f "$f" "$ack"
 	dd if=/dev/zero of="$f" bs=4096 count=$((NCLIENTS * PER)) status=none
 	vm_dmesg_mark
-	"$BD" -f "$f" -a $ST_SA -p $port > "$VM_OUT/$fs.blockd.log" 2>&1 &
+	t0=$SECONDS
+	"$BD" -f "$f" -a $ST_SA -p $port -t $DL -v > "$VM_OUT/$fs.blockd.log" 2>&1 &
 	bd=$!
 	for i in $(seq 100); do grep -q 'blockd: ready' "$VM_OUT/$fs.blockd.log" && break; kill -0 $bd 2>/dev/null || break; sleep 0.1; done
 	if ! grep -q 'blockd: ready' "$VM_OUT/$fs.blockd.log"; then
@@ -33,7 +35,7 @@ for fs in $VM_FS_LIST; do
 	pids=()
 	for c in $(seq 0 $((NCLIENTS - 1))); do
 		"$BC" -s $ST_SA -p $port -c $c -F $((c * PER)) -K $PER -n $OPS -l "$ack" \
-			> "$VM_OUT/$fs.client$c.log" 2>&1 &
+			-t $DL -v > "$VM_OUT/$fs.client$c.log" 2>&1 &
 		pids+=($!)
 	done
 	bad=0
@@ -41,11 +43,13 @@ for fs in $VM_FS_LIST; do
 		wait ${pids[$c]} || { bad=1; vm_result $fs client$c FAIL "exit $?: $(tail -n1 "$VM_OUT/$fs.client$c.log")"; }
 	done
 	nack=$(grep -c '^ACK' "$ack" 2>/dev/null)
-	[ $bad = 0 ] && vm_result $fs clients PASS "$NCLIENTS clients, $nack commits acknowledged, RDMA READ back ok"
+	early=$(cat "$VM_OUT"/$fs.client*.log | sed -n 's/.*, \([0-9]*\) replies before.*/\1/p' | awk '{s += $1} END {print s + 0}')
+	[ $bad = 0 ] && vm_result $fs clients PASS "$NCLIENTS clients, $nack commits acknowledged, RDMA READ back ok in $((SECONDS - t0))s ($early replies completed before their SEND)"
+	[ $bad = 0 ] || st_diag "$VM_OUT/$fs.diag"
 	# stop the server (final writeback, deregistration), then check the file
 	kill -TERM $bd; wait $bd; rc=$?
 	if [ $rc = 0 ]; then vm_result $fs blockd-exit PASS "SIGTERM: written back and deregistered"
-	else vm_result $fs blockd-exit FAIL "exit $rc: $(tail -n1 "$VM_OUT/$fs.blockd.log")"; fi
+	else vm_result $fs blockd-exit FAIL "exit $rc: $(grep -m1 TIMEOUT "$VM_OUT/$fs.blockd.log" || tail -n1 "$VM_OUT/$fs.blockd.log")"; fi
 	echo 3 > /proc/sys/vm/drop_caches
 	vm_expect $fs acked-on-file "$BC" -V "$f" -l "$ack"
 	[ "$nack" = $((NCLIENTS * OPS)) ] || vm_result $fs ack-count FAIL "$nack ACKs, want $((NCLIENTS * OPS))"

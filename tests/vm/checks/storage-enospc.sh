@@ -20,13 +20,13 @@ fi
 f=$mnt/blockd.img ack=$VM_OUT/enospc.ack
 rm -f "$ack"
 truncate -s 1M "$f"		# sparse: blocks are allocated at commit
-"$BD" -f "$f" -a $ST_SA -p 19100 > "$VM_OUT/enospc.blockd.log" 2>&1 &
+"$BD" -f "$f" -a $ST_SA -p 19100 -t 20 -v > "$VM_OUT/enospc.blockd.log" 2>&1 &
 bd=$!
 for i in $(seq 100); do grep -q 'blockd: ready' "$VM_OUT/enospc.blockd.log" && break; sleep 0.1; done
 dd if=/dev/zero of="$mnt/filler" bs=64k status=none 2>/dev/null
 dd if=/dev/zero of="$mnt/filler2" bs=4k status=none 2>/dev/null
 sync
-"$BC" -s $ST_SA -p 19100 -c 7 -F 0 -K 32 -n 32 -l "$ack" -r 100 -R 100 > "$VM_OUT/enospc.client.log" 2>&1 &
+"$BC" -s $ST_SA -p 19100 -c 7 -F 0 -K 32 -n 32 -l "$ack" -r 100 -R 100 -t 20 -v > "$VM_OUT/enospc.client.log" 2>&1 &
 bc=$!
 for i in $(seq 300); do grep -q '^NACK' "$ack" 2>/dev/null && break; kill -0 $bc 2>/dev/null || break; sleep 0.1; done
 if grep -q '^NACK .* 28$' "$ack"; then

@@ -31,3 +31,13 @@ st_net_up() {
 	done
 	return 1
 }
+
+# st_diag FILE: the RDMA state after a failure (counters of both rxe devices,
+# QPs, kernel log since the mark), for the logs kept in VM_OUT.
+st_diag() {
+	{
+		echo "== rdma statistic"; rdma statistic show 2>&1
+		echo "== rdma resource qp"; rdma resource show qp 2>&1
+		echo "== dmesg since mark"; vm_dmesg_since 2>&1 | tail -n 50
+	} > "$1" 2>&1
+}

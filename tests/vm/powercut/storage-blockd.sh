@@ -24,11 +24,11 @@ guest)
 		rm -f "$ack"
 		dd if=/dev/zero of="$f" bs=4096 count=$((NCLIENTS * PER)) status=none
 		sync	# the empty file itself must survive the cut
-		setsid "$BD" -f "$f" -a $ST_SA -p $port > "$VM_PC_OUT/$fs.blockd.log" 2>&1 < /dev/null &
+		setsid "$BD" -f "$f" -a $ST_SA -p $port -t 20 > "$VM_PC_OUT/$fs.blockd.log" 2>&1 < /dev/null &
 		for i in $(seq 100); do grep -q 'blockd: ready' "$VM_PC_OUT/$fs.blockd.log" && break; sleep 0.1; done
 		for c in $(seq 0 $((NCLIENTS - 1))); do
 			setsid "$BC" -s $ST_SA -p $port -c $c -F $((c * PER)) -K $PER -n 100000000 \
-				-l "$ack" > "$VM_PC_OUT/$fs.client$c.log" 2>&1 < /dev/null &
+				-t 20 -l "$ack" > "$VM_PC_OUT/$fs.client$c.log" 2>&1 < /dev/null &
 		done
 		echo "$fs" >> "$VM_PC_OUT/fs.list"
 	done
