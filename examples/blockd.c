@@ -62,8 +62,8 @@ static volatile sig_atomic_t stop;
 static int deadline_ms = BD_DEADLINE_S * 1000, verbose;
 static uint64_t n_commits, n_failed, n_stale;
 static int64_t max_sync_ms;
+static unsigned long long n_dropped;
 
-#define EXIT_TIMEOUT 5
 
 static void on_signal(int sig)
 {
@@ -298,35 +298,40 @@ static void on_cm_event(struct rdma_cm_event *ev)
 	}
 }
 
-/* A connection stuck past the deadline: say on what, true to exit. */
-static bool overdue(void)
+/* A connection stuck past the deadline: say on what, and drop it.  One
+ * client that stops answering must not take the server (and everyone
+ * else's service) down with it. */
+static void drop_overdue(void)
 {
 	int64_t now = bd_now_ms();
 
 	for (int i = 0; i < MAXCONN; i++) {
 		struct conn *c = &conns[i];
+		struct rdma_cm_id *id = c->id;
 
 		if (!c->used)
 			continue;
-		if (!c->established && now - c->accepted_ms > deadline_ms) {
+		if (!c->established && now - c->accepted_ms > deadline_ms)
 			bd_log("blockd: conn %d: TIMEOUT after %d s waiting for the CM event "
-			       "ESTABLISHED", i, deadline_ms / 1000);
-			return true;
-		}
-		if (c->reply_ms && now - c->reply_ms > deadline_ms) {
+			       "ESTABLISHED: dropping it", i, deadline_ms / 1000);
+		else if (c->reply_ms && now - c->reply_ms > deadline_ms)
 			bd_log("blockd: conn %d: TIMEOUT after %d s waiting for the completion of "
-			       "the reply SEND of seq %llu", i, deadline_ms / 1000,
+			       "the reply SEND of seq %llu: dropping it", i, deadline_ms / 1000,
 			       (unsigned long long)c->reply_seq);
-			return true;
-		}
+		else
+			continue;
+		n_dropped++;
+		rdma_disconnect(id);
+		poll_cq();
+		conn_free(c);
+		rdma_destroy_id(id);
 	}
-	return false;
 }
 
 int main(int argc, char **argv)
 {
 	const char *file = NULL, *addr = "127.0.0.1";
-	int port = BD_PORT, opt, fd, err, rc = 0;
+	int port = BD_PORT, opt, fd, err;
 	struct rdma_event_channel *ec;
 	struct rdma_cm_id *listen_id;
 	struct ibv_context *verbs;
@@ -410,18 +415,16 @@ int main(int argc, char **argv)
 		if (n > 0 && (pfd[0].revents & POLLIN))
 			while (!rdma_get_cm_event(ec, &ev))
 				on_cm_event(ev);
-		if (overdue()) {
-			rc = EXIT_TIMEOUT;
-			break;
-		}
+		drop_overdue();
 	}
-	bd_log("blockd: %llu commits (%llu failed), longest sync %lld ms, %llu stale completions",
+	bd_log("blockd: %llu commits (%llu failed), longest sync %lld ms, %llu stale completions, "
+	       "%llu connections dropped at their deadline",
 	       (unsigned long long)n_commits, (unsigned long long)n_failed,
-	       (long long)max_sync_ms, (unsigned long long)n_stale);
+	       (long long)max_sync_ms, (unsigned long long)n_stale, (unsigned long long)n_dropped);
 	err = safe_mr_file_dereg(region);
 	if (err)
 		bd_log("blockd: final writeback failed: %s", strerror(err));
-	return rc ? rc : err ? 1 : 0;
+	return err ? 1 : 0;
 usage:
 	fprintf(stderr, "usage: %s -f FILE [-a ADDR] [-p PORT] [-t SECS] [-v]\n", argv[0]);
 	return 2;
