@@ -8,6 +8,16 @@
  *
  *   fi_rma_file --op write|read|atomic|regv|mixed --sync close|fi_sync
  *               --expect shadow|noshadow|nohook
+ *   fi_rma_file --op rereg|overlap|cache [--rounds N] [--cache hit|miss]
+ *               --expect shadow|noshadow|nohook
+ *
+ * rereg/overlap register the same file range again and again (see
+ * "rounds" below): a provider's MR cache must not hand back a
+ * registration of an old shadow.  --cache asserts what a probe finds
+ * (an anonymous buffer registered twice gets the same key: cache hit).
+ * --self-swap raw|libc (control, no hook): the test swaps the pages the
+ * way the engine does, through a raw mmap syscall or libc's mmap, to show
+ * what a swap the cache's monitor does not see costs.
  *
  * shadow:   FI_HOOK=safe_mr is active and must have shadowed the file pages:
  *           until the sync the disk keeps the old data.
@@ -20,6 +30,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +43,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
@@ -43,14 +55,16 @@
 
 #include "fi_util.h"
 
-enum op { OP_WRITE, OP_READ, OP_ATOMIC, OP_REGV, OP_MIXED };
+enum op { OP_WRITE, OP_READ, OP_ATOMIC, OP_REGV, OP_MIXED, OP_REREG, OP_OVERLAP, OP_CACHE };
 enum expect { EXPECT_SHADOW, EXPECT_NOSHADOW, EXPECT_NOHOOK, EXPECT_RAW };
+enum swap { SWAP_NONE, SWAP_RAW, SWAP_LIBC };
 
 static enum op op;
 static enum expect expect;
 static bool use_fi_sync;
 static size_t pg;
 static size_t want_shadow_bytes;
+static enum swap self_swap;
 
 #define FILE_LEN(p) (3 * (p) + 1000)	/* not page aligned on purpose */
 #define NSEG_MAX 2
@@ -113,13 +127,36 @@ static void file_seg(struct seg *s, const char *name, unsigned int seed, void *w
 		die("mmap %s: %s", s->path, strerror(errno));
 }
 
-/* Compare the file as the disk has it (O_DIRECT) and as read() has it. */
-static bool file_holds(const struct seg *s, unsigned int seed, bool direct)
+/* What a file (or memory) should hold: pattern(s0) before byte `split`,
+ * pattern(s1) from there on. */
+struct want {
+	size_t split;
+	unsigned int s0, s1;
+};
+
+static unsigned int want_seed(const struct want *w, size_t i)
+{
+	return i < w->split ? w->s0 : w->s1;
+}
+
+static bool bytes_hold(const uint8_t *b, size_t from, size_t to, const struct want *w)
+{
+	for (size_t i = from; i < to; i++)
+		if (b[i] != pattern(i, want_seed(w, i)))
+			return false;
+	return true;
+}
+
+/* Bytes [from, to) of the file as the disk has it (O_DIRECT) or as
+ * read() has it. */
+static bool file_range_holds(const struct seg *s, size_t from, size_t to,
+			     const struct want *w, bool direct)
 {
 	size_t cap = (s->file_len + pg - 1) / pg * pg;
 	uint8_t *buf;
 	struct stat st;
 	ssize_t n;
+	bool ok;
 	int fd = open(s->path, O_RDONLY | (direct ? O_DIRECT : 0));
 
 	if (fd < 0)
@@ -132,14 +169,16 @@ static bool file_holds(const struct seg *s, unsigned int seed, bool direct)
 	if (fstat(fd, &st) || (size_t)st.st_size != s->file_len)
 		die("%s: size changed to %lld", s->path, (long long)st.st_size);
 	close(fd);
-	for (size_t i = 0; i < s->file_len; i++) {
-		if (buf[i] != pattern(i, seed)) {
-			free(buf);
-			return false;
-		}
-	}
+	ok = bytes_hold(buf, from, to, w);
 	free(buf);
-	return true;
+	return ok;
+}
+
+static bool file_holds(const struct seg *s, unsigned int seed, bool direct)
+{
+	struct want w = { 0, seed, seed };
+
+	return file_range_holds(s, 0, s->file_len, &w, direct);
 }
 
 /* Which seed each byte of the file should end up with. */
@@ -497,16 +536,331 @@ static void client(int sock)
 	}
 }
 
+/* ---- rounds: the same file range registered again and again ----
+ *
+ * A provider's MR cache (verbs: ofi_mr_cache) keeps a registration after
+ * fi_close(mr) and hands it back to a later fi_mr_reg of a range it
+ * covers.  Under the hook every registration gets a fresh shadow at the
+ * same addresses, and fi_close puts the file pages back: a cached
+ * registration still pins the OLD shadow, so the peer's writes through
+ * it would land in orphaned pages and be lost.  The engine's page swaps
+ * must be seen by the cache's monitor (memhooks, userfaultfd), which then
+ * drops the entry.  Each round the peer writes new data and the server
+ * checks its memory (the NIC wrote where the CPU looks) and, after
+ * fi_close, the disk (O_DIRECT).
+ *
+ *   rereg:   register the whole file, peer writes, close; N times.
+ *   overlap: A = pages [0,2), peer writes A; B = [1 page, EOF) while A is
+ *            open, peer writes B; close A; peer writes B again; close B.
+ *   cache:   N rereg rounds, then N overlap rounds on the same mapping
+ *            (one process: the cache keeps entries of both kinds).
+ */
+
+/* What the server asks the client to do over the socketpair. */
+struct wreq {
+	uint64_t addr, len, key;
+	uint64_t off;		/* file offset of addr: pattern index */
+	uint32_t seed;
+	uint32_t stop;
+};
+
+static struct fid_mr *round_reg(struct rdm *r, void *addr, size_t len)
+{
+	struct fid_mr *mr;
+
+	CHECK_FI(fi_mr_reg(r->domain, addr, len, FI_REMOTE_READ | FI_REMOTE_WRITE, 0,
+			   rdm_key(r), 0, &mr, NULL));
+	return mr;
+}
+
+/* The peer fi_writes pattern(seed) into [off, off + len) of the file
+ * mapping through mr, which starts at file offset off (without
+ * FI_MR_VIRT_ADDR the address is an offset into the MR: 0); returns when
+ * the data landed (the fence message). */
+static void round_write(struct rdm *r, const struct seg *s, struct fid_mr *mr,
+			struct fid_mr *fence_mr, char *fence, size_t off, size_t len,
+			unsigned int seed)
+{
+	struct wreq q = {
+		.addr = r->info->domain_attr->mr_mode & FI_MR_VIRT_ADDR
+				? (uintptr_t)s->addr + off : 0,
+		.len = len, .key = fi_mr_key(mr), .off = off, .seed = seed,
+	};
+
+	POST(r, fi_recv(r->ep, fence, 64, fi_mr_desc(fence_mr), r->peer, NULL));
+	oob_send(r->sock, &q, sizeof(q));
+	rdm_wait(r, "fence message");
+}
+
+/* The server's memory must show what the NIC wrote: if it does not, the
+ * write went to pages the CPU no longer sees. */
+static void round_check_mem(const struct seg *s, const struct want *w, const struct want *before,
+			    int round, const char *step, uint64_t key)
+{
+	if (bytes_hold((const uint8_t *)s->addr, 0, s->file_len, w))
+		return;
+	die("round %d %s: the server's memory lacks the peer's fi_write (rkey %#llx)%s", round,
+	    step, (unsigned long long)key,
+	    bytes_hold((const uint8_t *)s->addr, 0, s->file_len, before)
+		    ? ": it still holds the old data, so the NIC wrote into other pages "
+		      "(a cached registration of an old shadow?) -- DATA LOST"
+		    : "");
+}
+
+/* After a close: the disk (O_DIRECT), read() and the mapping agree. */
+static void round_check_file(const struct seg *s, size_t from, size_t to, const struct want *w,
+			     int round, const char *step)
+{
+	if (!file_range_holds(s, from, to, w, true))
+		die("round %d %s: the disk (O_DIRECT) lacks the data in [%zu, %zu)%s", round, step,
+		    from, to, bytes_hold((const uint8_t *)s->addr, from, to, w)
+				      ? " although the memory has it" : " -- DATA LOST");
+	if (!file_range_holds(s, from, to, w, false))
+		die("round %d %s: read() lacks the data in [%zu, %zu)", round, step, from, to);
+	if (!bytes_hold((const uint8_t *)s->addr, from, to, w))
+		die("round %d %s: the mapping lacks the data in [%zu, %zu)", round, step, from, to);
+}
+
+/* Before any close in a round the disk must still hold what the previous
+ * round left (shadow) or already the new data (no shadow). */
+static void round_check_disk_before(const struct seg *s, const struct want *old,
+				    const struct want *now, int round)
+{
+	bool shadowed = expect == EXPECT_SHADOW || self_swap;
+	bool is_old = file_range_holds(s, 0, s->file_len, old, true);
+	bool is_new = file_range_holds(s, 0, s->file_len, now, true);
+
+	if (shadowed && !is_old)
+		die("round %d: the disk changed before fi_close: the pages were not shadowed", round);
+	if (!shadowed && !is_new)
+		die("round %d: without a shadow the mapping should have carried the data", round);
+}
+
+/* libfabric's userfaultfd monitor holds a userfaultfd; memhooks does not. */
+static bool have_userfaultfd(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	bool found = false;
+
+	if (!d)
+		die("opendir /proc/self/fd: %s", strerror(errno));
+	while (!found && (e = readdir(d))) {
+		char path[300], link[64];
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = 0;
+			found = strstr(link, "userfaultfd") != NULL;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* --self-swap raw|libc (a control, without the hook): the test swaps the
+ * pages itself, as the engine does -- a memfd copy of the file mapped
+ * MAP_FIXED over the file pages before fi_mr_reg, written back and the
+ * file mapped again after fi_close -- through a raw mmap syscall (that
+ * libfabric's memhooks monitor cannot see) or libc's mmap. */
+static void swap_map(void *addr, size_t len, int fd)
+{
+	int prot = PROT_READ | PROT_WRITE, flags = MAP_SHARED | MAP_FIXED;
+	void *p = self_swap == SWAP_RAW ? (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, 0)
+					: mmap(addr, len, prot, flags, fd, 0);
+
+	if (p != addr)
+		die("MAP_FIXED swap at %p: %s", addr, strerror(errno));
+}
+
+static int self_shadow_on(const struct seg *s)
+{
+	int fd = memfd_create("fi_rma_file-swap", MFD_CLOEXEC);
+	char *buf = malloc(s->file_len);
+
+	if (fd < 0 || !buf || ftruncate(fd, (s->len + pg - 1) / pg * pg))
+		die("memfd: %s", strerror(errno));
+	if (pread(s->fd, buf, s->file_len, 0) != (ssize_t)s->file_len ||
+	    pwrite(fd, buf, s->file_len, 0) != (ssize_t)s->file_len)
+		die("copy to memfd: %s", strerror(errno));
+	free(buf);
+	swap_map(s->addr, s->len, fd);
+	return fd;
+}
+
+static void self_shadow_off(const struct seg *s, int fd)
+{
+	if (pwrite(s->fd, s->addr, s->file_len, 0) != (ssize_t)s->file_len || fsync(s->fd))
+		die("write back: %s", strerror(errno));
+	swap_map(s->addr, s->len, s->fd);
+	close(fd);
+}
+
+/* Cache probe: register an anonymous buffer twice; the same key back
+ * means the provider's MR cache served the second registration. */
+static void cache_probe(struct rdm *r, const char *want)
+{
+	char *buf = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct fid_mr *mr;
+	uint64_t k1, k2;
+	bool hit;
+
+	if (buf == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	memset(buf, 1, 2 * pg);
+	mr = round_reg(r, buf, 2 * pg);
+	k1 = fi_mr_key(mr);
+	CHECK_FI(fi_close(&mr->fid));
+	mr = round_reg(r, buf, 2 * pg);
+	k2 = fi_mr_key(mr);
+	CHECK_FI(fi_close(&mr->fid));
+	hit = k1 == k2;
+	printf("server: MR cache probe: %s (anonymous buffer registered twice: rkey %#llx, %#llx; "
+	       "userfaultfd open: %s)\n", hit ? "hit" : "miss", (unsigned long long)k1,
+	       (unsigned long long)k2, have_userfaultfd() ? "yes" : "no");
+	if (want && strcmp(want, hit ? "hit" : "miss"))
+		die("MR cache probe: %s, want %s (is the provider's MR cache %s?)",
+		    hit ? "hit" : "miss", want, hit ? "disabled" : "enabled");
+	munmap(buf, 2 * pg);
+}
+
+static void server_rounds(int sock, int rounds, const char *cache_want)
+{
+	struct seg s = { 0 };
+	struct rdm r;
+	struct fid_mr *fence_mr;
+	char fence[64];
+	struct wreq stop = { .stop = 1 };
+	/* What the file holds at the start of a round. */
+	struct want file = { 0, SEED_FILE, SEED_FILE };
+	uint64_t prev_key = 0, prev_key_b = 0;
+	unsigned int hits = 0;
+
+	rdm_open(&r, FI_MSG | FI_RMA, sock);
+	rdm_connect(&r);
+	cache_probe(&r, cache_want);
+	file_seg(&s, "rounds", SEED_FILE, NULL);
+	want_shadow_bytes = 0;
+	fence_mr = rdm_reg(&r, fence, sizeof(fence), FI_RECV);
+
+	for (int k = 1; k <= (op == OP_CACHE ? 2 * rounds : rounds); k++) {
+		unsigned int seed = 10 + 3 * k;
+		bool rereg = op == OP_REREG || (op == OP_CACHE && k <= rounds);
+
+		if (rereg) {
+			int sfd = self_swap ? self_shadow_on(&s) : -1;
+			struct fid_mr *mr = round_reg(&r, s.addr, s.len);
+			struct want now = { 0, seed, seed };
+			uint64_t key = fi_mr_key(mr);
+
+			want_shadow_bytes += (s.len + pg - 1) / pg * pg;
+			hits += key == prev_key;
+			round_write(&r, &s, mr, fence_mr, fence, 0, s.file_len, seed);
+			round_check_mem(&s, &now, &file, k, "after fi_write", key);
+			round_check_disk_before(&s, &file, &now, k);
+			CHECK_FI(fi_close(&mr->fid));
+			if (self_swap)
+				self_shadow_off(&s, sfd);
+			round_check_file(&s, 0, s.file_len, &now, k, "after fi_close");
+			printf("server: round %d: rkey %#llx%s, data in memory, on disk after fi_close\n",
+			       k, (unsigned long long)key, key == prev_key ? " (same as before)" : "");
+			file = now;
+			prev_key = key;
+			continue;
+		}
+
+		/* overlap */
+		struct fid_mr *a, *b;
+		uint64_t ka, kb;
+		/* A covers [0, 2 pages); past it the file's data stays. */
+		struct want w1 = { 2 * pg, seed, file.s1 };
+		struct want w2 = { pg, seed, seed + 1 };	/* then B */
+		struct want w3 = { pg, seed, seed + 2 };	/* B again, A closed */
+
+		a = round_reg(&r, s.addr, 2 * pg);
+		ka = fi_mr_key(a);
+		round_write(&r, &s, a, fence_mr, fence, 0, 2 * pg, seed);
+		round_check_mem(&s, &w1, &file, k, "after fi_write through A", ka);
+		b = round_reg(&r, s.addr + pg, s.len - pg);
+		kb = fi_mr_key(b);
+		hits += kb == prev_key_b;
+		round_write(&r, &s, b, fence_mr, fence, pg, s.file_len - pg, seed + 1);
+		round_check_mem(&s, &w2, &w1, k, "after fi_write through B", kb);
+		round_check_disk_before(&s, &file, &w2, k);
+		CHECK_FI(fi_close(&a->fid));
+		/* Page 0 only A had: back in the file now. */
+		round_check_file(&s, 0, pg, &w2, k, "after fi_close(A)");
+		round_write(&r, &s, b, fence_mr, fence, pg, s.file_len - pg, seed + 2);
+		round_check_mem(&s, &w3, &w2, k, "after fi_write through B, A closed", kb);
+		CHECK_FI(fi_close(&b->fid));
+		round_check_file(&s, 0, s.file_len, &w3, k, "after fi_close(B)");
+		want_shadow_bytes += (s.len + pg - 1) / pg * pg;
+		printf("server: round %d: rkeys A %#llx B %#llx%s, data in memory, on disk after "
+		       "each fi_close\n", k, (unsigned long long)ka, (unsigned long long)kb,
+		       kb == prev_key_b ? " (B same as before)" : "");
+		file = w3;
+		prev_key_b = kb;
+	}
+	printf("server: %d rounds, %u registrations with the previous round's rkey\n",
+	       op == OP_CACHE ? 2 * rounds : rounds, hits);
+	check_engine_stats("server");
+	oob_send(sock, &stop, sizeof(stop));
+	CHECK_FI(fi_close(&fence_mr->fid));
+	rdm_close(&r);
+	munmap(s.addr, s.len);
+	close(s.fd);
+	unlink(s.path);
+}
+
+static void client_rounds(int sock)
+{
+	struct rdm r;
+	struct fid_mr *mr, *fence_mr;
+	char fence[8] = "fence";
+	size_t max = FILE_LEN(pg);
+	char *buf = malloc(max);
+	struct wreq q;
+
+	rdm_open(&r, FI_MSG | FI_RMA, sock);
+	rdm_connect(&r);
+	mr = rdm_reg(&r, buf, max, FI_WRITE);
+	fence_mr = rdm_reg(&r, fence, sizeof(fence), FI_SEND);
+	for (;;) {
+		oob_recv(sock, &q, sizeof(q));
+		if (q.stop)
+			break;
+		if (q.len > max)
+			die("bad request length %llu", (unsigned long long)q.len);
+		for (size_t j = 0; j < q.len; j++)
+			buf[j] = (char)pattern(q.off + j, q.seed);
+		POST(&r, fi_write(r.ep, buf, q.len, fi_mr_desc(mr), r.peer, q.addr, q.key, NULL));
+		rdm_wait(&r, "fi_write");
+		/* Fence: the server sees this message only after the write landed. */
+		POST(&r, fi_send(r.ep, fence, sizeof(fence), fi_mr_desc(fence_mr), r.peer, NULL));
+		rdm_wait(&r, "fence send");
+	}
+	CHECK_FI(fi_close(&fence_mr->fid));
+	CHECK_FI(fi_close(&mr->fid));
+	rdm_close(&r);
+	free(buf);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "op", required_argument, NULL, 'o' },
 		{ "sync", required_argument, NULL, 's' },
 		{ "expect", required_argument, NULL, 'e' },
+		{ "rounds", required_argument, NULL, 'n' },
+		{ "cache", required_argument, NULL, 'c' },
+		{ "self-swap", required_argument, NULL, 'w' },
 		{ 0 },
 	};
-	const char *ops[] = { "write", "read", "atomic", "regv", "mixed" };
-	int c, sv[2], status;
+	const char *ops[] = { "write", "read", "atomic", "regv", "mixed", "rereg", "overlap", "cache" };
+	const char *cache_want = NULL;
+	int c, sv[2], status, rounds = 4;
 	pid_t pid;
 
 	pg = sysconf(_SC_PAGESIZE);
@@ -535,13 +889,39 @@ int main(int argc, char **argv)
 			else
 				die("--expect shadow|noshadow|nohook|raw");
 			break;
+		case 'n':
+			rounds = atoi(optarg);
+			if (rounds < 1)
+				die("--rounds N: N >= 1");
+			break;
+		case 'c':
+			if (strcmp(optarg, "hit") && strcmp(optarg, "miss"))
+				die("--cache hit|miss");
+			cache_want = optarg;
+			break;
+		case 'w':
+			self_swap = !strcmp(optarg, "raw") ? SWAP_RAW
+				    : !strcmp(optarg, "libc") ? SWAP_LIBC : SWAP_NONE;
+			if (!self_swap)
+				die("--self-swap raw|libc");
+			break;
 		default:
 			die("usage: %s --op write|read|atomic|regv|mixed --sync close|fi_sync "
-			    "--expect shadow|noshadow|nohook|raw", argv[0]);
+			    "--expect shadow|noshadow|nohook|raw\n"
+			    "       %s --op rereg|overlap|cache [--rounds N] [--cache hit|miss] "
+			    "--expect shadow|noshadow|nohook\n"
+			    "       %s --op rereg --self-swap raw|libc --expect nohook", argv[0], argv[0],
+			    argv[0]);
 		}
 	}
 	if ((int)op < 0)
 		die("--op is required");
+	if (op >= OP_REREG && (use_fi_sync || expect == EXPECT_RAW))
+		die("--op rereg|overlap|cache: fi_close is the sync point; --expect raw is not supported");
+	if (self_swap && (op != OP_REREG || expect != EXPECT_NOHOOK))
+		die("--self-swap goes with --op rereg --expect nohook (no hook)");
+	if (cache_want && op < OP_REREG)
+		die("--cache goes with --op rereg|overlap|cache");
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
 		die("socketpair: %s", strerror(errno));
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -550,11 +930,17 @@ int main(int argc, char **argv)
 		die("fork: %s", strerror(errno));
 	if (pid == 0) {
 		close(sv[0]);
-		client(sv[1]);
+		if (op >= OP_REREG)
+			client_rounds(sv[1]);
+		else
+			client(sv[1]);
 		exit(0);
 	}
 	close(sv[1]);
-	server(sv[0]);
+	if (op >= OP_REREG)
+		server_rounds(sv[0], rounds, cache_want);
+	else
+		server(sv[0]);
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
 		die("client failed (status %#x)", status);
 	printf("PASS: op=%s sync=%s expect=%s provider=%s\n", ops[op],
