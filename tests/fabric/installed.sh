@@ -7,7 +7,8 @@ set -eu
 build=$1 provdir=$2 libdir=$3 prog=$4
 dest=$(mktemp -d "${TMPDIR:-/tmp}/safe_mr-fi-install.XXXXXX")
 trap 'rm -rf "$dest"' EXIT
-meson install -C "$build" --no-rebuild --quiet --destdir "$dest" >/dev/null
+# Not under the test's LD_PRELOAD (libasan in sanitizer builds: python leaks).
+env -u LD_PRELOAD meson install -C "$build" --no-rebuild --quiet --destdir "$dest" >/dev/null
 mod=$dest$provdir/libsafe_mr-fi.so
 [ -f "$mod" ] || { echo "FAIL: $mod not installed" >&2; exit 1; }
 echo "installed: $mod"
