@@ -19,7 +19,8 @@ else
 	vm_result ext4 without-safe_mr FAIL "expected the write lost or refused, got rc=$rc: $out"
 fi
 out=$(LD_PRELOAD=$VM_PRELOAD SAFE_MR_STATS=1 "$VM_RWF" -y msync "$f" 2>&1); rc=$?
-echo "   with safe_mr:    $out" | sed 's/^/   /'
+echo "   with safe_mr:    $(echo "$out" | grep -m1 -E '^(PASS|FAIL)')"
+echo "$out" | grep '^safe_mr: stats' | sed 's/^/                    /'
 if [ $rc = 0 ]; then
 	vm_result ext4 with-safe_mr PASS "$(echo "$out" | grep '^PASS')"
 else
