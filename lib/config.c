@@ -26,7 +26,8 @@ static int parse_word(const char *value, const char *const *words, int n)
 	return -1;
 }
 
-int sm_config_set(const char *name, const char *value)
+/* One setting by name ("MODE", "LOG", ...): 0 or EINVAL. */
+static int config_set(const char *name, const char *value)
 {
 	static const char *const modes[] = { "bounce", "auto", "off" };
 	static const char *const levels[] = { "error", "warn", "info", "debug" };
@@ -71,7 +72,7 @@ static void config_parse(void)
 
 		snprintf(var, sizeof(var), "SAFE_MR_%s", names[i]);
 		value = secure_getenv(var);
-		if (value && sm_config_set(names[i], value))
+		if (value && config_set(names[i], value))
 			sm_warn("ignoring %s=%s: not a valid value", var, value);
 	}
 }

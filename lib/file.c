@@ -66,11 +66,6 @@ struct sm_file *sm_file_lookup(dev_t dev, ino_t ino)
 	return NULL;
 }
 
-struct sm_file *sm_file_first(void)
-{
-	return files;
-}
-
 void sm_file_put(struct sm_file *f)
 {
 	if (--f->refs)

@@ -32,8 +32,6 @@ int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 void sm_file_put(struct sm_file *f);
 /* The file with this identity, if any pages of it are shadowed. */
 struct sm_file *sm_file_lookup(dev_t dev, ino_t ino);
-/* Iterate all files (engine lock held). */
-struct sm_file *sm_file_first(void);
 /* Forget everything without closing mappings (fork child). */
 void sm_file_reset(void);
 

@@ -28,9 +28,6 @@ struct sm_config {
 extern struct sm_config sm_cfg;
 /* Parse the environment once (thread-safe, idempotent). */
 void sm_init(void);
-/* Apply one setting by name ("MODE", "LOG", ...) as the env var would;
- * used by the libfabric hook for FI_SAFE_MR_* parameters.  0 or EINVAL. */
-int sm_config_set(const char *name, const char *value);
 
 /* ---- logging (log.c) ---- */
 void sm_log(enum sm_log_level level, const char *fmt, ...)
