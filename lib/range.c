@@ -51,21 +51,15 @@ SM_EXPORT size_t safe_mr_range_shadowed(const struct safe_mr_range *range)
 
 SM_EXPORT int safe_mr_sync_owner(const void *owner, unsigned int flags)
 {
-	int first = 0;
+	int err;
 
 	if (flags & ~SAFE_MR_SYNC_DURABLE)
 		return EINVAL;
 	pthread_mutex_lock(&sm_lock);
-	for (struct sm_hold *h = sm_hold_first(); h; h = h->next) {
-		if (h->owner != owner)
-			continue;
-		int err = sm_hold_sync_locked(h, 0, 0,
-					      flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
-		if (err && !first)
-			first = err;
-	}
+	err = sm_sync_owner_locked(owner, 0, 0,
+				   flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
 	pthread_mutex_unlock(&sm_lock);
-	return first;
+	return err;
 }
 
 SM_EXPORT int safe_mr_release_owner(const void *owner)

@@ -128,21 +128,6 @@ SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova(struct ibv_pd *pd, void *addr, size
 	return safe_mr_reg_mr_iova2(pd, addr, length, iova, (unsigned int)access);
 }
 
-/* The holds of an MR, detached from the owner list of the engine. */
-static int sync_owner_locked(const void *owner, unsigned int flags)
-{
-	int first = 0;
-
-	for (struct sm_hold *h = sm_hold_first(); h; h = h->next)
-		if (h->owner == owner) {
-			int err = sm_hold_sync_locked(h, 0, 0, flags);
-
-			if (err && !first)
-				first = err;
-		}
-	return first;
-}
-
 SM_EXPORT int safe_mr_dereg_mr(struct ibv_mr *mr)
 {
 	const struct sm_verbs *v;
@@ -157,7 +142,7 @@ SM_EXPORT int safe_mr_dereg_mr(struct ibv_mr *mr)
 	 * stays in the shadow; the caller sees the errno and may retry. */
 	if (atomic_load(&sm_nchunks)) {
 		pthread_mutex_lock(&sm_lock);
-		err = sync_owner_locked(mr, SM_WB_DURABLE);
+		err = sm_sync_owner_locked(mr, 0, 0, SM_WB_DURABLE);
 		pthread_mutex_unlock(&sm_lock);
 		if (err)
 			return err;
@@ -204,7 +189,7 @@ SM_EXPORT int safe_mr_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, 
 	/* Old data first: the old range's holds are written back before the
 	 * NIC is pointed elsewhere. */
 	pthread_mutex_lock(&sm_lock);
-	err = sync_owner_locked(mr, SM_WB_DURABLE);
+	err = sm_sync_owner_locked(mr, 0, 0, SM_WB_DURABLE);
 	pthread_mutex_unlock(&sm_lock);
 	if (err) {
 		sm_hold_abort(h);
@@ -226,7 +211,7 @@ SM_EXPORT int safe_mr_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, 
 
 SM_EXPORT int safe_mr_sync(struct ibv_mr *mr, size_t offset, size_t length, unsigned int flags)
 {
-	int first = 0;
+	int err;
 
 	if (!mr || (flags & ~SAFE_MR_SYNC_DURABLE) || offset > mr->length)
 		return EINVAL;
@@ -234,17 +219,10 @@ SM_EXPORT int safe_mr_sync(struct ibv_mr *mr, size_t offset, size_t length, unsi
 		length = mr->length - offset;
 	if (!atomic_load(&sm_nchunks))
 		return 0;
+	/* The MR's holds cover [mr->addr, +mr->length): same offsets. */
 	pthread_mutex_lock(&sm_lock);
-	for (struct sm_hold *h = sm_hold_first(); h; h = h->next) {
-		if (h->owner != mr)
-			continue;
-		/* The hold covers [h->addr, +len) = the MR's range. */
-		int err = sm_hold_sync_locked(h, offset, length,
-					      flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
-
-		if (err && !first)
-			first = err;
-	}
+	err = sm_sync_owner_locked(mr, offset, length,
+				   flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
 	pthread_mutex_unlock(&sm_lock);
-	return first;
+	return err;
 }

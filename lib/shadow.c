@@ -319,41 +319,49 @@ static bool chunk_clip(struct sm_chunk *c, uintptr_t start, uintptr_t end, size_
 	return true;
 }
 
-int sm_sync_range(uintptr_t start, uintptr_t end, unsigned int flags)
+/* The chunk pages inside [start, end) (application addresses). */
+static int sel_range(struct sel_vec *s, uintptr_t start, uintptr_t end)
 {
-	struct sel_vec s = { 0 };
 	size_t first, count;
 
 	for (struct sm_chunk *c = chunks; c; c = c->next)
-		if (chunk_clip(c, start, end, &first, &count) && sel_push(&s, c, first, count)) {
-			free(s.v);
+		if (chunk_clip(c, start, end, &first, &count) && sel_push(s, c, first, count)) {
+			free(s->v);
 			return ENOMEM;
 		}
-	return sync_sel(&s, flags, PG_MAPPED);
+	return 0;
+}
+
+/* Every page of the chunks of file f (NULL: of all chunks). */
+static int sel_file(struct sel_vec *s, const struct sm_file *f)
+{
+	for (struct sm_chunk *c = chunks; c; c = c->next)
+		if ((!f || c->file == f) && sel_push(s, c, 0, c->npages)) {
+			free(s->v);
+			return ENOMEM;
+		}
+	return 0;
+}
+
+int sm_sync_range(uintptr_t start, uintptr_t end, unsigned int flags)
+{
+	struct sel_vec s = { 0 };
+
+	return sel_range(&s, start, end) ?: sync_sel(&s, flags, PG_MAPPED);
 }
 
 int sm_sync_file(struct sm_file *f, unsigned int flags)
 {
 	struct sel_vec s = { 0 };
 
-	for (struct sm_chunk *c = chunks; c; c = c->next)
-		if (c->file == f && sel_push(&s, c, 0, c->npages)) {
-			free(s.v);
-			return ENOMEM;
-		}
-	return sync_sel(&s, flags, PG_MAPPED | PG_DETACHED);
+	return sel_file(&s, f) ?: sync_sel(&s, flags, PG_MAPPED | PG_DETACHED);
 }
 
 int sm_sync_everything(unsigned int flags)
 {
 	struct sel_vec s = { 0 };
 
-	for (struct sm_chunk *c = chunks; c; c = c->next)
-		if (sel_push(&s, c, 0, c->npages)) {
-			free(s.v);
-			return ENOMEM;
-		}
-	return sync_sel(&s, flags, PG_MAPPED | PG_DETACHED);
+	return sel_file(&s, NULL) ?: sync_sel(&s, flags, PG_MAPPED | PG_DETACHED);
 }
 
 int sm_hold_sync_locked(struct sm_hold *h, size_t off, size_t len, unsigned int flags)
@@ -382,6 +390,22 @@ int sm_hold_sync_locked(struct sm_hold *h, size_t off, size_t len, unsigned int 
 		}
 	}
 	return sync_sel(&s, flags, PG_MAPPED | PG_DETACHED);
+}
+
+/* Sync [off, off+len) of every hold of `owner` (len 0: to the end). */
+int sm_sync_owner_locked(const void *owner, size_t off, size_t len, unsigned int flags)
+{
+	int first = 0;
+
+	for (struct sm_hold *h = holds; h; h = h->next) {
+		if (h->owner != owner)
+			continue;
+		int err = sm_hold_sync_locked(h, off, len, flags);
+
+		if (err && !first)
+			first = err;
+	}
+	return first;
 }
 
 /* ---------------------------------------------------------------- chunks */
@@ -976,14 +1000,10 @@ void sm_hold_set_owner(struct sm_hold *h, const void *owner)
 int sm_unmap_range(uintptr_t start, uintptr_t end, bool restore_file)
 {
 	struct sel_vec s = { 0 };
-	size_t first, count;
 	int err;
 
-	for (struct sm_chunk *c = chunks; c; c = c->next)
-		if (chunk_clip(c, start, end, &first, &count) && sel_push(&s, c, first, count)) {
-			free(s.v);
-			return ENOMEM;
-		}
+	if (sel_range(&s, start, end))
+		return ENOMEM;
 	if (!s.n)
 		return 0;
 	err = writeback_sel(s.v, s.n, 0, PG_MAPPED);

@@ -59,6 +59,7 @@ int sm_sync_range(uintptr_t start, uintptr_t end, unsigned int flags);
 int sm_sync_file(struct sm_file *f, unsigned int flags);
 int sm_sync_everything(unsigned int flags);
 int sm_hold_sync_locked(struct sm_hold *h, size_t off, size_t len, unsigned int flags);
+int sm_sync_owner_locked(const void *owner, size_t off, size_t len, unsigned int flags);
 int sm_unmap_range(uintptr_t start, uintptr_t end, bool restore_file);
 struct sm_hold *sm_hold_first(void);
 /* Release h later: its owner is gone (deregistered) but the data could not
