@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "../lib/libc_next.h"
 #include "preload.h"
 
 atomic_bool sm_pl_ready;
@@ -14,6 +15,10 @@ static void *ibverbs_map;	/* a dlopen handle, never closed */
 
 __attribute__((constructor)) static void sm_pl_init(void)
 {
+	struct sm_libc_next scratch;
+
+	/* Before the first application call, so the engine has them. */
+	sm_pl_next(&scratch);
 	atomic_store_explicit(&sm_pl_ready, true, memory_order_release);
 }
 

@@ -22,6 +22,15 @@ static inline bool sm_pl_bypass(void)
 	return !atomic_load_explicit(&sm_pl_ready, memory_order_acquire) || sm_pl_busy;
 }
 
+struct sm_libc_next;
+/* The next definitions (dlsym(RTLD_NEXT)) of msync, munmap, mremap, fsync,
+ * fdatasync: `scratch` filled and returned if they are not published yet,
+ * the published copy once they are, NULL when re-entered while resolving
+ * them (dlsym may allocate, and an allocator may unmap): the caller then
+ * makes the raw system call.  The first resolution hands them to the
+ * engine (sm_set_libc_next), for the application's own calls. */
+const struct sm_libc_next *sm_pl_next(struct sm_libc_next *scratch);
+
 typedef void *(*sm_pl_dlopen_fn)(const char *, int);
 /* libc's dlopen (the next definition after ours); NULL if none. */
 sm_pl_dlopen_fn sm_pl_real_dlopen(void);
