@@ -33,8 +33,8 @@ if [ -n "$extra" ]; then
 fi
 
 # libsafe_mr.so: only safe_mr_* (and its version node), and in the node
-# SAFE_MR_PRIVATE the preload library's hook (lib/libc_next.h).
-extra=$(defined "$engine" | grep -vE '^(safe_mr_[A-Za-z0-9_]+(@@?SAFE_MR_[0-9.]+)?|SAFE_MR_[0-9.]+|sm_set_libc_next@@SAFE_MR_PRIVATE|SAFE_MR_PRIVATE)$' || true)
+# SAFE_MR_PRIVATE[_x.y] the preload library's hook (lib/libc_next.h).
+extra=$(defined "$engine" | grep -vE '^(safe_mr_[A-Za-z0-9_]+(@@?SAFE_MR_[0-9.]+)?|SAFE_MR_[0-9.]+|sm_set_libc_next@@SAFE_MR_PRIVATE(_[0-9.]+)?|SAFE_MR_PRIVATE(_[0-9.]+)?)$' || true)
 if [ -n "$extra" ]; then
 	echo "FAIL: $engine exports more than safe_mr_* and sm_set_libc_next@@SAFE_MR_PRIVATE:"; echo "$extra"; fail=1
 else
