@@ -80,15 +80,45 @@ void sm_file_put(struct sm_file *f)
 	free(f);
 }
 
+/* Is fd the file the VMA maps?  Same inode number and device.  stat and
+ * /proc/self/maps may name the device differently (btrfs subvolumes report
+ * their own anonymous device in stat): then a page of fd is mapped and the
+ * kernel's own description of that mapping is compared with the VMA's. */
+static bool proven_same(int fd, const struct stat *st, const struct sm_vma *v)
+{
+	struct sm_vma *m;
+	size_t n;
+	bool same = false;
+	void *p;
+
+	if (st->st_ino != v->inode)
+		return false;
+	if (st->st_dev == makedev(v->dev_major, v->dev_minor))
+		return true;
+	p = sm_sys_mmap(NULL, sm_page_size, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return false;
+	if (sm_vma_list((uintptr_t)p, (uintptr_t)p + sm_page_size, &m, &n) == 0) {
+		same = n == 1 && m[0].inode == v->inode && m[0].dev_major == v->dev_major &&
+		       m[0].dev_minor == v->dev_minor;
+		sm_vma_free(m, n);
+	}
+	sm_sys_munmap(p, sm_page_size);
+	return same;
+}
+
 /* Open the file behind a mapping.  /proc/self/maps gives a path; it must
- * still name the same inode.  For unlinked files, /proc/self/map_files
- * works where we may read it (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE). */
+ * still name the same file (another filesystem mounted over the directory,
+ * a chroot or a rename may put another file there).  For unlinked or hidden
+ * files, /proc/self/map_files works where we may read it (CAP_SYS_ADMIN or
+ * CAP_CHECKPOINT_RESTORE).  EACCES: could not open; ESTALE: the path names
+ * another file and the mapping's own could not be reached. */
 static int open_backing(const struct sm_vma *v, bool write, int *out)
 {
 	int flags = (write ? O_RDWR : O_RDONLY) | O_CLOEXEC;
 	char alt[64];
 	const char *cands[2];
-	int ncand = 0;
+	int ncand = 0, err = EACCES;
 
 	if (v->path && !strstr(v->path, " (deleted)"))
 		cands[ncand++] = v->path;
@@ -101,13 +131,18 @@ static int open_backing(const struct sm_vma *v, bool write, int *out)
 
 		if (fd < 0)
 			continue;
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino == v->inode) {
-			*out = fd;
-			return 0;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+			if (proven_same(fd, &st, v)) {
+				*out = fd;
+				return 0;
+			}
+			sm_warn("%s is not the file mapped at %#lx (device or inode differ)",
+				cands[i], (unsigned long)v->start);
+			err = ESTALE;
 		}
 		close(fd);
 	}
-	return EACCES;
+	return err;
 }
 
 int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
@@ -137,8 +172,8 @@ int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 		 * is an error (we could not write it back). */
 		if (v->path && !strncmp(v->path, "/dev/", 5))
 			return 0;
-		sm_error("cannot reopen %s (inode %llu) to shadow it", v->path ? v->path : "?",
-			 (unsigned long long)v->inode);
+		sm_error("cannot reopen %s (inode %llu) to shadow it: %s", v->path ? v->path : "?",
+			 (unsigned long long)v->inode, strerror(err));
 		return err;
 	}
 	if (fstatfs(fd, &sfs) || fstat(fd, &st)) {

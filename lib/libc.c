@@ -1,37 +1,103 @@
 /* SPDX-License-Identifier: MIT */
 /* msync, fsync, fdatasync, munmap, mremap that know about shadows: the
  * sync points of the coherence model.  They behave like the libc calls
- * (-1 and errno); a writeback error is reported as the call's error. */
+ * (-1 and errno).  The application's own call goes to the next definition
+ * the preload library handed over (libc_next.h), so that function patchers
+ * and later interposers see it; raw system calls otherwise.
+ *
+ * In a signal handler that interrupted the engine in the same thread the
+ * engine's state is mid-change and its lock is taken: the sync points then
+ * make the real call only, and msync/fsync/fdatasync of a shadowed file
+ * fail with EDEADLK (its shadowed data was not written; call again outside
+ * the handler) instead of waiting forever. */
 #include <errno.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "libc_next.h"
 #include "safe_mr.h"
 #include "shadow.h"
+
+static struct sm_libc_next next;
+
+SM_EXPORT void sm_set_libc_next(const struct sm_libc_next *n)
+{
+	struct sm_libc_next z = { 0 };
+
+	next = n ? *n : z;
+}
+
+static int real_msync(void *addr, size_t len, int flags)
+{
+	return next.msync ? next.msync(addr, len, flags) : sm_sys_msync(addr, len, flags);
+}
+
+static int real_munmap(void *addr, size_t len)
+{
+	return next.munmap ? next.munmap(addr, len) : sm_sys_munmap(addr, len);
+}
+
+static void *real_mremap(void *old, size_t old_size, size_t new_size, int flags, void *new_addr)
+{
+	return next.mremap ? next.mremap(old, old_size, new_size, flags, new_addr)
+			   : sm_sys_mremap(old, old_size, new_size, flags, new_addr);
+}
+
+static int real_fsync(int fd)
+{
+	return next.fsync ? next.fsync(fd) : sm_sys_fsync(fd);
+}
+
+static int real_fdatasync(int fd)
+{
+	return next.fdatasync ? next.fdatasync(fd) : sm_sys_fdatasync(fd);
+}
 
 static inline bool any_shadow(void)
 {
 	return atomic_load_explicit(&sm_nchunks, memory_order_acquire) != 0;
 }
 
+/* Re-entered from a signal handler (the interrupted code is frozen, so the
+ * registry can be read, not changed): does [s, e) hold shadow pages? */
+static bool reentered_range_shadowed(uintptr_t s, uintptr_t e)
+{
+	size_t first, count;
+
+	for (struct sm_chunk *c = sm_chunks; c; c = c->next)
+		if (sm_chunk_clip(c, s, e, &first, &count))
+			return true;
+	return false;
+}
+
 SM_EXPORT int safe_mr_msync(void *addr, size_t length, int flags)
 {
 	uintptr_t a = (uintptr_t)addr;
-	int err = 0;
+	int err = 0, ret;
 
 	if (any_shadow() && length && a + length > a) {
-		pthread_mutex_lock(&sm_lock);
-		err = sm_sync_range(sm_page_down(a), sm_page_up(a + length),
-				    (flags & MS_SYNC) ? SM_WB_DURABLE : 0);
+		uintptr_t s = sm_page_down(a), e = sm_page_up(a + length);
+
+		if (sm_lock_mine) {
+			ret = real_msync(addr, length, flags);
+			if (ret == 0 && reentered_range_shadowed(s, e)) {
+				errno = EDEADLK;
+				return -1;
+			}
+			return ret;
+		}
+		sm_lock_take();
+		err = sm_sync_range(s, e, (flags & MS_SYNC) ? SM_WB_DURABLE : 0);
 		if (!err)
 			sm_hold_reap();
-		pthread_mutex_unlock(&sm_lock);
+		sm_lock_drop();
 	}
 	/* The real msync still runs: it handles the unshadowed part and
 	 * reports ENOMEM/EINVAL for bad ranges as usual. */
-	if (sm_sys_msync(addr, length, flags))
-		return -1;
+	ret = real_msync(addr, length, flags);
+	if (ret)
+		return ret;
 	if (err) {
 		errno = err;
 		return -1;
@@ -42,20 +108,44 @@ SM_EXPORT int safe_mr_msync(void *addr, size_t length, int flags)
 static int sync_fd(int fd, int (*real)(int))
 {
 	struct stat st;
-	int err = 0;
+	struct sm_file *f = NULL;
+	int err = 0, ret;
 
-	if (any_shadow() && fstat(fd, &st) == 0) {
-		pthread_mutex_lock(&sm_lock);
-		struct sm_file *f = sm_file_lookup(st.st_dev, st.st_ino);
-		/* Lazy writes; the real call below makes them durable. */
-		if (f)
-			err = sm_sync_file(f, 0);
-		if (f && !err)
-			sm_hold_reap();
-		pthread_mutex_unlock(&sm_lock);
+	if (!any_shadow() || fstat(fd, &st))
+		return real(fd);
+	if (sm_lock_mine) {
+		ret = real(fd);
+		if (ret == 0 && sm_file_lookup(st.st_dev, st.st_ino)) {
+			errno = EDEADLK;
+			return -1;
+		}
+		return ret;
 	}
-	if (real(fd))
-		return -1;
+	sm_lock_take();
+	f = sm_file_lookup(st.st_dev, st.st_ino);
+	/* Lazy writes; the real call below makes them durable. */
+	if (f) {
+		err = sm_sync_file(f, 0);
+		if (!err)
+			sm_hold_reap();
+	}
+	sm_lock_drop();
+	ret = real(fd);
+	if (f) {
+		/* Whether the pages written so far are on disk: if the flush
+		 * failed the kernel may have dropped them, so they are written
+		 * again at the next sync point. */
+		int e = errno;
+
+		sm_lock_take();
+		f = sm_file_lookup(st.st_dev, st.st_ino);
+		if (f)
+			sm_file_flushed(f, ret == 0);
+		sm_lock_drop();
+		errno = e;
+	}
+	if (ret)
+		return ret;
 	if (err) {
 		errno = err;
 		return -1;
@@ -65,26 +155,31 @@ static int sync_fd(int fd, int (*real)(int))
 
 SM_EXPORT int safe_mr_fsync(int fd)
 {
-	return sync_fd(fd, sm_sys_fsync);
+	return sync_fd(fd, real_fsync);
 }
 
 SM_EXPORT int safe_mr_fdatasync(int fd)
 {
-	return sync_fd(fd, sm_sys_fdatasync);
+	return sync_fd(fd, real_fdatasync);
 }
 
+/* munmap returns what the real call returns: once the mapping is gone the
+ * call has succeeded.  Shadowed data that cannot be written then stays in
+ * the engine and is written (or its error reported) by the next sync point
+ * of its file: fsync/fdatasync, safe_mr_sync_all, exit. */
 SM_EXPORT int safe_mr_munmap(void *addr, size_t length)
 {
 	uintptr_t a = (uintptr_t)addr;
 	int ret;
 
-	if (!any_shadow() || !length || a + length < a)
-		return sm_sys_munmap(addr, length);
-	pthread_mutex_lock(&sm_lock);
-	if (sm_unmap_range(sm_page_down(a), sm_page_up(a + length), false))
-		sm_error("munmap: shadowed data could not be written back; kept for the next sync");
-	ret = sm_sys_munmap(addr, length);
-	pthread_mutex_unlock(&sm_lock);
+	if (!any_shadow() || sm_lock_mine || !length || a + length < a)
+		return real_munmap(addr, length);
+	sm_lock_take();
+	ret = real_munmap(addr, length);
+	if (ret == 0 && sm_unmapped_range(sm_page_down(a), sm_page_up(a + length)))
+		sm_error("munmap: shadowed data could not be written back; kept for the "
+			 "next sync point of its file");
+	sm_lock_drop();
 	return ret;
 }
 
@@ -94,12 +189,12 @@ SM_EXPORT void *safe_mr_mremap(void *old_address, size_t old_size, size_t new_si
 	uintptr_t a = (uintptr_t)old_address;
 	void *ret;
 
-	if (!any_shadow() || !old_size || a + old_size < a)
-		return sm_sys_mremap(old_address, old_size, new_size, flags, new_address);
-	pthread_mutex_lock(&sm_lock);
-	if (sm_unmap_range(sm_page_down(a), sm_page_up(a + old_size), true))
-		sm_error("mremap: shadowed data could not be written back; kept for the next sync");
-	ret = sm_sys_mremap(old_address, old_size, new_size, flags, new_address);
-	pthread_mutex_unlock(&sm_lock);
+	/* The engine's own moves (restoring a file mapping) come back here
+	 * through the preload library: they are the real thing. */
+	if (!any_shadow() || sm_lock_mine || !old_size || a + old_size < a)
+		return real_mremap(old_address, old_size, new_size, flags, new_address);
+	sm_lock_take();
+	ret = sm_mremap_range(old_address, old_size, new_size, flags, new_address, real_mremap);
+	sm_lock_drop();
 	return ret;
 }

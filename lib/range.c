@@ -55,10 +55,10 @@ SM_EXPORT int safe_mr_sync_owner(const void *owner, unsigned int flags)
 
 	if (flags & ~SAFE_MR_SYNC_DURABLE)
 		return EINVAL;
-	pthread_mutex_lock(&sm_lock);
+	sm_lock_take();
 	err = sm_sync_owner_locked(owner, 0, 0,
 				   flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
-	pthread_mutex_unlock(&sm_lock);
+	sm_lock_drop();
 	return err;
 }
 
@@ -69,10 +69,10 @@ SM_EXPORT int safe_mr_release_owner(const void *owner)
 	for (;;) {
 		struct sm_hold *h;
 
-		pthread_mutex_lock(&sm_lock);
+		sm_lock_take();
 		for (h = sm_hold_first(); h && (h->owner != owner || h->pending); h = h->next)
 			;
-		pthread_mutex_unlock(&sm_lock);
+		sm_lock_drop();
 		if (!h)
 			return first;
 		int err = sm_hold_release(h);

@@ -91,9 +91,13 @@ SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova2(struct ibv_pd *pd, void *addr, siz
 		return NULL;
 	}
 	if (!(access & WRITE_ACCESS)) {
-		/* Read-only pins of file pages are allowed, except fsdax and
-		 * (on 6.1) read-only shared mappings: try, then shadow. */
-		mr = v->reg_mr_iova2(pd, addr, length, iova, access);
+		/* Read-only: pages we shadow already, and writable shared file
+		 * mappings, get a hold (a writable registration of the same
+		 * pages must not leave this MR pinning pages the CPU no longer
+		 * sees); other file pages are pinned as they are, except where
+		 * the kernel refuses that (fsdax; on 6.1 read-only shared
+		 * mappings): then shadowed. */
+		mr = reg_shadowed(v, pd, addr, length, iova, access, false);
 		if (mr || (errno != EFAULT && errno != EOPNOTSUPP))
 			return mr;
 		sm_debug("read-only registration refused (%s): retrying with a shadow",
@@ -141,9 +145,9 @@ SM_EXPORT int safe_mr_dereg_mr(struct ibv_mr *mr)
 	/* Write back first: on failure the MR stays registered and the data
 	 * stays in the shadow; the caller sees the errno and may retry. */
 	if (atomic_load(&sm_nchunks)) {
-		pthread_mutex_lock(&sm_lock);
+		sm_lock_take();
 		err = sm_sync_owner_locked(mr, 0, 0, SM_WB_DURABLE);
-		pthread_mutex_unlock(&sm_lock);
+		sm_lock_drop();
 		if (err)
 			return err;
 	}
@@ -174,7 +178,7 @@ SM_EXPORT int safe_mr_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, 
 		return errno;
 	if (sm_cfg.mode == SM_MODE_OFF ||
 	    !(flags & (IBV_REREG_MR_CHANGE_TRANSLATION | IBV_REREG_MR_CHANGE_ACCESS)))
-		return v->rereg_mr(mr, flags, pd, addr, length, access);
+		return v->rereg_mr(mr, flags, pd, addr, length, access) ? (errno ? errno : EINVAL) : 0;
 	new_addr = (flags & IBV_REREG_MR_CHANGE_TRANSLATION) ? addr : mr->addr;
 	new_len = (flags & IBV_REREG_MR_CHANGE_TRANSLATION) ? length : mr->length;
 	/* Without CHANGE_ACCESS we do not know the old access: assume the
@@ -182,21 +186,23 @@ SM_EXPORT int safe_mr_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, 
 	new_access = (flags & IBV_REREG_MR_CHANGE_ACCESS) ? (unsigned int)access
 							  : IBV_ACCESS_LOCAL_WRITE;
 	if (access & IBV_ACCESS_ON_DEMAND && (flags & IBV_REREG_MR_CHANGE_ACCESS))
-		return v->rereg_mr(mr, flags, pd, addr, length, access);
+		return v->rereg_mr(mr, flags, pd, addr, length, access) ? (errno ? errno : EINVAL) : 0;
 	err = sm_hold_acquire(new_addr, new_len, new_access, false, NULL, &h);
 	if (err)
 		return err;
 	/* Old data first: the old range's holds are written back before the
 	 * NIC is pointed elsewhere. */
-	pthread_mutex_lock(&sm_lock);
+	sm_lock_take();
 	err = sm_sync_owner_locked(mr, 0, 0, SM_WB_DURABLE);
-	pthread_mutex_unlock(&sm_lock);
+	sm_lock_drop();
 	if (err) {
 		sm_hold_abort(h);
 		return err;
 	}
 	err = v->rereg_mr(mr, flags, pd, addr, length, access);
 	if (err) {
+		/* libibverbs: a negative ibv_rereg_mr_err_code, errno set */
+		err = errno ? errno : EINVAL;
 		sm_hold_abort(h);
 		return err;
 	}
@@ -220,9 +226,9 @@ SM_EXPORT int safe_mr_sync(struct ibv_mr *mr, size_t offset, size_t length, unsi
 	if (!atomic_load(&sm_nchunks))
 		return 0;
 	/* The MR's holds cover [mr->addr, +mr->length): same offsets. */
-	pthread_mutex_lock(&sm_lock);
+	sm_lock_take();
 	err = sm_sync_owner_locked(mr, offset, length,
 				   flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
-	pthread_mutex_unlock(&sm_lock);
+	sm_lock_drop();
 	return err;
 }

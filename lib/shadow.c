@@ -1,482 +1,55 @@
 /* SPDX-License-Identifier: MIT */
-/* The shadow engine: file pages a NIC may write are replaced, at the same
+/* Chunks and holds: file pages a NIC may write are replaced, at the same
  * address, by pages of an anonymous (memfd) arena holding the file's
- * contents; changed pages are written back with ordinary writes; when no
- * registration covers a page any more the file mapping comes back. */
+ * contents; when no registration covers a page any more the file mapping
+ * comes back, exactly as it was.
+ *
+ * Both swaps run while other threads of the application may be writing
+ * the pages.  They go slice by slice (SM_SLICE bytes), with a copy of what
+ * the engine read or wrote kept in a scratch buffer, so that a write that
+ * lands on the old side of a swap is merged into the new side at byte
+ * granularity (merge.c) instead of being overwritten. */
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <dirent.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "shadow.h"
 
-pthread_mutex_t sm_lock = PTHREAD_MUTEX_INITIALIZER;
 _Atomic size_t sm_nchunks;
-
-static struct sm_chunk *chunks;
-static struct sm_hold *holds;
+struct sm_chunk *sm_chunks;
+struct sm_hold *sm_holds;
 
 #define WRITE_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
 struct sm_hold *sm_hold_first(void)
 {
-	return holds;
+	return sm_holds;
 }
 
-static inline uint8_t *page_ptr(struct sm_chunk *c, size_t i)
-{
-	return c->alias + i * sm_page_size;
-}
+/* ---------------------------------------------------------------- scratch */
 
-static inline uintptr_t page_addr(const struct sm_chunk *c, size_t i)
-{
-	return c->start + i * sm_page_size;
-}
+static uint8_t *scratch;	/* 2 * SM_SLICE, private to the engine lock */
 
-/* Could another thread of this process write memory right now?  io_uring's
- * kernel workers (iou-wrk-*, iou-sqp-*) are threads of the process but
- * never touch user memory: they do not count. */
-static bool other_threads(void)
-{
-	char path[300], comm[32];
-	struct dirent *d;
-	DIR *dir;
-	int others = 0;
-	pid_t self = gettid();
-
-	dir = opendir("/proc/self/task");
-	if (!dir)
-		return true;	/* cannot tell: assume the worst */
-	while ((d = readdir(dir)) && !others) {
-		int fd;
-		ssize_t r;
-
-		if (d->d_name[0] == '.' || atoi(d->d_name) == self)
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", d->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;	/* exited meanwhile */
-		r = read(fd, comm, sizeof(comm) - 1);
-		close(fd);
-		comm[r > 0 ? r : 0] = '\0';
-		if (strncmp(comm, "iou-wrk-", 8) && strncmp(comm, "iou-sqp-", 8))
-			others++;
-	}
-	closedir(dir);
-	return others > 0;
-}
-
-/* ---------------------------------------------------------------- writeback */
-
-struct wb_page {
-	struct sm_chunk *c;
-	size_t i;
-	uint64_t hash;
-};
-
-struct wb_batch {
-	struct sm_file *file;
-	struct sm_wb_extent *ext;
-	size_t next, ncap;
-	struct wb_page *pages;	/* pages of each extent, in order */
-	size_t *ext_first;	/* index in pages of each extent's first page */
-	size_t npages, pcap;
-};
-
-static int batch_grow(struct wb_batch *b)
-{
-	if (b->npages == b->pcap) {
-		size_t n = b->pcap ? b->pcap * 2 : 64;
-		struct wb_page *p = realloc(b->pages, n * sizeof(*p));
-
-		if (!p)
-			return ENOMEM;
-		b->pages = p;
-		b->pcap = n;
-	}
-	if (b->next == b->ncap) {
-		size_t n = b->ncap ? b->ncap * 2 : 16;
-		struct sm_wb_extent *e = realloc(b->ext, n * sizeof(*e));
-		size_t *f;
-
-		if (!e)
-			return ENOMEM;
-		b->ext = e;
-		f = realloc(b->ext_first, n * sizeof(*f));
-		if (!f)
-			return ENOMEM;
-		b->ext_first = f;
-		b->ncap = n;
-	}
-	return 0;
-}
-
-/* Write back the changed pages [first, first+count) of chunk c that are in
- * the given states, as part of batch b (same file).  Pages are hashed
- * BEFORE they are written: if the NIC changes one meanwhile, the stored
- * hash is stale and the next sync writes it again - never the reverse. */
-static int batch_add(struct wb_batch *b, struct sm_chunk *c, size_t first, size_t count,
-		     off_t eof, unsigned int states)
-{
-	bool open_run = false;
-
-	for (size_t i = first; i < first + count; i++) {
-		struct sm_page *pg = &c->pg[i];
-		off_t off = c->file_off + (off_t)(i * sm_page_size);
-		uint64_t h;
-		int err;
-
-		if (!(pg->state & states) || off >= eof) {
-			open_run = false;
-			continue;
-		}
-		h = sm_page_hash(page_ptr(c, i));
-		if (h == pg->hash && !pg->force) {
-			open_run = false;
-			continue;
-		}
-		err = batch_grow(b);
-		if (err)
-			return err;
-		b->pages[b->npages++] = (struct wb_page){ c, i, h };
-		size_t len = sm_page_size;
-		if (off + (off_t)len > eof)
-			len = (size_t)(eof - off);
-		if (open_run) {
-			b->ext[b->next - 1].len += len;
-		} else {
-			b->ext_first[b->next] = b->npages - 1;
-			b->ext[b->next++] = (struct sm_wb_extent){ page_ptr(c, i), len, off, 0 };
-			open_run = true;
-		}
-		if (len < sm_page_size)
-			open_run = false;
-	}
-	return 0;
-}
-
-/* Issue the batch; pages whose extent was written take their new hash. */
-static int batch_flush(struct wb_batch *b, unsigned int flags)
-{
-	int err = 0;
-
-	if (b->next) {
-		err = sm_writeback(b->file->fd, b->ext, b->next, flags);
-		for (size_t e = 0; e < b->next; e++) {
-			size_t end = e + 1 < b->next ? b->ext_first[e + 1] : b->npages;
-
-			if (b->ext[e].err)
-				continue;
-			for (size_t p = b->ext_first[e]; p < end; p++) {
-				struct sm_page *pg = &b->pages[p].c->pg[b->pages[p].i];
-
-				pg->hash = b->pages[p].hash;
-				pg->force = 0;
-			}
-		}
-	} else if (flags & SM_WB_DURABLE) {
-		/* Nothing changed now, but earlier lazy writebacks may still
-		 * sit in the page cache. */
-		if (sm_sys_fdatasync(b->file->fd))
-			err = errno;
-	}
-	if (err)
-		sm_error("writeback to inode %llu failed: %s", (unsigned long long)b->file->ino,
-			 strerror(err));
-	b->next = 0;
-	b->npages = 0;
-	return err;
-}
-
-static void batch_free(struct wb_batch *b)
-{
-	free(b->ext);
-	free(b->pages);
-	free(b->ext_first);
-}
-
-static off_t file_eof(struct sm_file *f)
-{
-	struct stat st;
-
-	return fstat(f->fd, &st) ? 0 : st.st_size;
-}
-
-/* A selection of pages to write back: one per chunk at most. */
-struct wb_sel {
-	struct sm_chunk *c;
-	size_t first, count;
-};
-
-static int cmp_sel(const void *a, const void *b)
-{
-	const struct wb_sel *x = a, *y = b;
-
-	if (x->c->file != y->c->file)
-		return x->c->file < y->c->file ? -1 : 1;
-	return x->c->file_off < y->c->file_off ? -1 : x->c->file_off > y->c->file_off;
-}
-
-/* Pages hashed, then written, per slice: 256 KiB stays in L2. */
-#define WB_SLICE_PAGES 64
-
-/* Write back a selection: grouped by file, one fdatasync per file. */
-static int writeback_sel(struct wb_sel *sel, size_t n, unsigned int flags, unsigned int states)
-{
-	struct wb_batch b = { 0 };
-	int first_err = 0;
-
-	qsort(sel, n, sizeof(*sel), cmp_sel);
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
-		off_t eof;
-		int err = 0;
-
-		b.file = sel[i].c->file;
-		eof = file_eof(b.file);
-		for (; j < n && sel[j].c->file == b.file; j++) {
-			/* In slices, so that the write copies pages the hash
-			 * has just brought into the cache. */
-			for (size_t f = sel[j].first; f < sel[j].first + sel[j].count && !err;
-			     f += WB_SLICE_PAGES) {
-				size_t cnt = sel[j].first + sel[j].count - f;
-
-				cnt = cnt < WB_SLICE_PAGES ? cnt : WB_SLICE_PAGES;
-				err = batch_add(&b, sel[j].c, f, cnt, eof, states);
-				if (!err && b.npages >= WB_SLICE_PAGES && b.file->writable) {
-					/* a failed slice keeps its pages dirty; go on */
-					int e = batch_flush(&b, 0);
-
-					if (e && !first_err)
-						first_err = e;
-				}
-			}
-		}
-		/* The last slice carries the fdatasync, for all of them. */
-		if (!err && b.file->writable)
-			err = batch_flush(&b, flags);
-		else if (!err && b.next)
-			err = EBADF;	/* a read-only shadow changed?  cannot write it */
-		b.next = b.npages = 0;
-		if (err && !first_err)
-			first_err = err;
-		i = j;
-	}
-	batch_free(&b);
-	return first_err;
-}
-
-struct sel_vec {
-	struct wb_sel *v;
-	size_t n, cap;
-};
-
-static int sel_push(struct sel_vec *s, struct sm_chunk *c, size_t first, size_t count)
-{
-	if (!count)
-		return 0;
-	if (s->n == s->cap) {
-		size_t n = s->cap ? s->cap * 2 : 16;
-		struct wb_sel *v = realloc(s->v, n * sizeof(*v));
-
-		if (!v)
-			return ENOMEM;
-		s->v = v;
-		s->cap = n;
-	}
-	s->v[s->n++] = (struct wb_sel){ c, first, count };
-	return 0;
-}
-
-static int sync_sel(struct sel_vec *s, unsigned int flags, unsigned int states)
-{
-	int err = s->n ? writeback_sel(s->v, s->n, flags, states) : 0;
-
-	free(s->v);
-	return err;
-}
-
-/* Chunk pages inside [start, end) (application addresses), clipped. */
-static bool chunk_clip(struct sm_chunk *c, uintptr_t start, uintptr_t end, size_t *first,
-		       size_t *count)
-{
-	uintptr_t cs = c->start, ce = c->start + c->npages * sm_page_size;
-	uintptr_t s = start > cs ? start : cs, e = end < ce ? end : ce;
-
-	if (s >= e)
-		return false;
-	*first = (s - cs) / sm_page_size;
-	*count = (sm_page_up(e) - sm_page_down(s)) / sm_page_size;
-	if (*first + *count > c->npages)
-		*count = c->npages - *first;
-	return true;
-}
-
-/* The chunk pages inside [start, end) (application addresses). */
-static int sel_range(struct sel_vec *s, uintptr_t start, uintptr_t end)
-{
-	size_t first, count;
-
-	for (struct sm_chunk *c = chunks; c; c = c->next)
-		if (chunk_clip(c, start, end, &first, &count) && sel_push(s, c, first, count)) {
-			free(s->v);
-			return ENOMEM;
-		}
-	return 0;
-}
-
-/* Every page of the chunks of file f (NULL: of all chunks). */
-static int sel_file(struct sel_vec *s, const struct sm_file *f)
-{
-	for (struct sm_chunk *c = chunks; c; c = c->next)
-		if ((!f || c->file == f) && sel_push(s, c, 0, c->npages)) {
-			free(s->v);
-			return ENOMEM;
-		}
-	return 0;
-}
-
-int sm_sync_range(uintptr_t start, uintptr_t end, unsigned int flags)
-{
-	struct sel_vec s = { 0 };
-
-	return sel_range(&s, start, end) ?: sync_sel(&s, flags, PG_MAPPED);
-}
-
-int sm_sync_file(struct sm_file *f, unsigned int flags)
-{
-	struct sel_vec s = { 0 };
-
-	return sel_file(&s, f) ?: sync_sel(&s, flags, PG_MAPPED | PG_DETACHED);
-}
-
-int sm_sync_everything(unsigned int flags)
-{
-	struct sel_vec s = { 0 };
-
-	return sel_file(&s, NULL) ?: sync_sel(&s, flags, PG_MAPPED | PG_DETACHED);
-}
-
-int sm_hold_sync_locked(struct sm_hold *h, size_t off, size_t len, unsigned int flags)
-{
-	uintptr_t start = h->addr + off, end;
-	struct sel_vec s = { 0 };
-
-	if (off > h->len)
-		return EINVAL;
-	if (!len || len > h->len - off)
-		len = h->len - off;
-	end = start + len;
-	for (size_t k = 0; k < h->nseg; k++) {
-		struct sm_seg *g = &h->seg[k];
-		uintptr_t gs = page_addr(g->c, g->first);
-		uintptr_t ge = page_addr(g->c, g->first + g->count);
-		uintptr_t s0 = start > gs ? start : gs, e0 = end < ge ? end : ge;
-
-		if (s0 >= e0)
-			continue;
-		size_t first = (sm_page_down(s0) - g->c->start) / sm_page_size;
-		size_t last = (sm_page_up(e0) - g->c->start) / sm_page_size;
-		if (sel_push(&s, g->c, first, last - first)) {
-			free(s.v);
-			return ENOMEM;
-		}
-	}
-	return sync_sel(&s, flags, PG_MAPPED | PG_DETACHED);
-}
-
-/* Sync [off, off+len) of every hold of `owner` (len 0: to the end). */
-int sm_sync_owner_locked(const void *owner, size_t off, size_t len, unsigned int flags)
-{
-	int first = 0;
-
-	for (struct sm_hold *h = holds; h; h = h->next) {
-		if (h->owner != owner)
-			continue;
-		int err = sm_hold_sync_locked(h, off, len, flags);
-
-		if (err && !first)
-			first = err;
-	}
-	return first;
-}
-
-/* ---------------------------------------------------------------- chunks */
-
-static void chunk_free(struct sm_chunk *c)
-{
-	size_t len = c->npages * sm_page_size;
-
-	for (struct sm_chunk **p = &chunks; *p; p = &(*p)->next) {
-		if (*p == c) {
-			*p = c->next;
-			break;
-		}
-	}
-	sm_nchunks--;
-	sm_sys_munmap(c->alias, len);
-	sm_arena_free(c->arena_off, len);
-	sm_file_put(c->file);
-	free(c);
-}
-
-static void chunk_maybe_free(struct sm_chunk *c)
-{
-	if (!c->live && !c->holds)
-		chunk_free(c);
-}
-
-/* Pages [first, first+count) of c are finished with: free their memory
- * (one hole punched per run, not per page). */
-static void pages_gone(struct sm_chunk *c, size_t first, size_t count)
-{
-	for (size_t i = first; i < first + count;) {
-		size_t j = i;
-
-		while (j < first + count && c->pg[j].state != PG_NONE) {
-			c->pg[j].state = PG_NONE;
-			j++;
-		}
-		if (j > i) {
-			c->live -= j - i;
-			SM_STAT_SUB(shadow_bytes_now, (j - i) * sm_page_size);
-			if (c->live)	/* else chunk_free releases the whole range */
-				sm_arena_discard(c->arena_off + (off_t)(i * sm_page_size),
-						 (j - i) * sm_page_size);
-			i = j;
-		} else {
-			i++;
-		}
-	}
-}
-
-static void page_gone(struct sm_chunk *c, size_t i)
-{
-	pages_gone(c, i, 1);
-}
-
-/* A bounce buffer for filling and verifying shadows (engine lock held):
- * small enough to stay in cache while its pages are hashed. */
-#define SCRATCH_BYTES (1u << 20)
-static uint8_t *scratch;
-
-static int scratch_get(void)
+int sm_scratch(uint8_t **a, uint8_t **b)
 {
 	if (!scratch) {
-		void *p = sm_sys_mmap(NULL, SCRATCH_BYTES, PROT_READ | PROT_WRITE,
+		void *p = sm_sys_mmap(NULL, 2 * SM_SLICE, PROT_READ | PROT_WRITE,
 				      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		if (p == MAP_FAILED)
 			return errno;
 		scratch = p;
 	}
+	*a = scratch;
+	if (b)
+		*b = scratch + SM_SLICE;
 	return 0;
 }
 
@@ -498,89 +71,149 @@ static ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
 	return (ssize_t)done;
 }
 
-/* Fill the chunk's arena range from the file and hash every page.  Read
- * from the file, not the mapping (pages past EOF would SIGBUS; there the
- * shadow stays zero, as a read shows), and write the arena with pwrite:
- * shmem pages allocated by write, not by a page fault each, cost about
- * what a pread into anonymous memory does. */
-static int chunk_fill(struct sm_chunk *c, size_t len)
+/* Read file pages [first, +n) of c into buf; zero past the end of file. */
+static int read_pages(struct sm_chunk *c, size_t first, size_t n, uint8_t *buf, size_t *got)
 {
-	int err = scratch_get();
+	size_t len = n * sm_page_size;
+	ssize_t r = pread_full(c->file->fd, buf, len, c->file_off + (off_t)(first * sm_page_size));
 
+	if (r < 0)
+		return errno;
+	memset(buf + r, 0, len - (size_t)r);
+	if (got)
+		*got = (size_t)r;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- chunks */
+
+void sm_pages_gone(struct sm_chunk *c, size_t first, size_t count)
+{
+	for (size_t i = first; i < first + count;) {
+		size_t j = i;
+
+		while (j < first + count && c->pg[j].state != PG_NONE) {
+			c->pg[j].state = PG_NONE;
+			j++;
+		}
+		if (j > i) {
+			c->live -= j - i;
+			SM_STAT_SUB(shadow_bytes_now, (j - i) * sm_page_size);
+			if (c->live)	/* else sm_chunk_free releases the whole range */
+				sm_arena_discard(c->arena_off + (off_t)(i * sm_page_size),
+						 (j - i) * sm_page_size);
+			i = j;
+		} else {
+			i++;
+		}
+	}
+}
+
+void sm_keeper_drop(struct sm_chunk *c, size_t first, size_t count)
+{
+	if (!c->keeper)
+		return;
+	for (size_t i = first; i < first + count;) {
+		size_t j = i;
+
+		while (j < first + count && c->pg[j].kept)
+			c->pg[j++].kept = 0;
+		if (j > i)
+			sm_sys_munmap(c->keeper + i * sm_page_size, (j - i) * sm_page_size);
+		i = j > i ? j : i + 1;
+	}
+}
+
+void sm_chunk_free(struct sm_chunk *c)
+{
+	size_t len = c->npages * sm_page_size;
+
+	for (struct sm_chunk **p = &sm_chunks; *p; p = &(*p)->next) {
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	}
+	sm_nchunks--;
+	sm_keeper_drop(c, 0, c->npages);
+	sm_sys_munmap(c->alias, len);
+	sm_arena_free(c->arena_off, len);
+	sm_file_put(c->file);
+	free(c);
+}
+
+void sm_chunk_maybe_free(struct sm_chunk *c)
+{
+	if (!c->live && !c->holds)
+		sm_chunk_free(c);
+}
+
+/* Fill pages [first, +n) of c from the file and swap them in.  With other
+ * threads about, the file is read again after the swap: a page written
+ * between the read and the swap has those writes merged into the shadow
+ * (bytes the shadow has not changed since take the file's). */
+static int fill_slice(struct sm_chunk *c, size_t first, size_t n, bool racy)
+{
+	uint8_t *f0, *f1;
+	size_t got, w = 0, len = n * sm_page_size;
+	off_t aoff = c->arena_off + (off_t)(first * sm_page_size);
+	void *at;
+	int err = sm_scratch(&f0, &f1);
+
+	if (!err)
+		err = read_pages(c, first, n, f0, &got);
 	if (err)
 		return err;
-	for (size_t done = 0; done < len;) {
-		size_t want = len - done < SCRATCH_BYTES ? len - done : SCRATCH_BYTES;
-		ssize_t r = pread_full(c->file->fd, scratch, want, c->file_off + (off_t)done);
-		size_t w = 0;
+	for (size_t i = 0; i < n; i++)
+		c->pg[first + i].hash = sm_page_hash(f0 + i * sm_page_size);
+	/* pwrite allocates the shmem pages without a page fault each. */
+	while (w < got) {
+		ssize_t r = pwrite(sm_arena_fd(), f0 + w, got - w, aoff + (off_t)w);
 
-		if (r < 0)
-			return errno;
-		memset(scratch + r, 0, want - (size_t)r);
-		for (size_t o = 0; o < want; o += sm_page_size)
-			c->pg[(done + o) / sm_page_size].hash = sm_page_hash(scratch + o);
-		while (w < (size_t)r) {
-			ssize_t n = pwrite(sm_arena_fd(), scratch + w, (size_t)r - w,
-					   c->arena_off + (off_t)(done + w));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? errno : EIO;
+		w += (size_t)r;
+	}
+	/* MAP_FIXED replaces the file pages atomically: other threads see the
+	 * file or the shadow, never a hole. */
+	at = sm_swap_mmap((void *)sm_page_addr(c, first), len, c->prot, sm_arena_fd(), aoff);
+	if (at == MAP_FAILED)
+		return errno;
+	for (size_t i = first; i < first + n; i++)
+		c->pg[i].state = PG_MAPPED;
+	c->live += n;
+	if (!racy || read_pages(c, first, n, f1, NULL))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *a = f0 + i * sm_page_size, *b = f1 + i * sm_page_size;
 
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return n < 0 ? errno : EIO;
-			w += (size_t)n;
-		}
-		done += want;
-		if ((size_t)r < want) {
-			/* End of file: the rest of the arena range is zero. */
-			uint64_t zero = sm_page_hash(memset(scratch, 0, sm_page_size));
-
-			for (size_t o = done; o < len; o += sm_page_size)
-				c->pg[o / sm_page_size].hash = zero;
-			break;
+		if (memcmp(a, b, sm_page_size)) {
+			sm_merge_page(sm_page_ptr(c, first + i), a, b);
+			c->pg[first + i].hash = sm_page_hash(b);
 		}
 	}
 	return 0;
 }
 
-static void flusher_start(void);
-
-/* Pull in file changes that raced with the fill: another thread may have
- * written through the file mapping after we read it and before the swap.
- * Pages the shadow has not changed since the fill take the file's data. */
-static void chunk_verify(struct sm_chunk *c, size_t len)
-{
-	if (scratch_get())
-		return;
-	for (size_t done = 0; done < len; done += SCRATCH_BYTES) {
-		size_t want = len - done < SCRATCH_BYTES ? len - done : SCRATCH_BYTES;
-		ssize_t r = pread_full(c->file->fd, scratch, want, c->file_off + (off_t)done);
-
-		if (r < 0)
-			break;
-		memset(scratch + r, 0, want - (size_t)r);
-		for (size_t o = 0; o < want; o += sm_page_size) {
-			size_t i = (done + o) / sm_page_size;
-			uint64_t hf = sm_page_hash(scratch + o);
-
-			if (hf != c->pg[i].hash && sm_page_hash(page_ptr(c, i)) == c->pg[i].hash) {
-				memcpy(page_ptr(c, i), scratch + o, sm_page_size);
-				c->pg[i].hash = hf;
-			}
-		}
-	}
-}
-
-/* Shadow the VMA piece v of file f: fill, hash, swap in place. */
+/* Shadow the VMA piece v of file f (the chunk takes the reference).  On
+ * error *out is still set if some pages were swapped in: the caller's
+ * abort restores them. */
 static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chunk **out)
 {
 	size_t len = v->end - v->start, npages = len / sm_page_size;
+	bool racy = sm_threads();
 	struct sm_chunk *c;
-	void *at;
+	void *k;
 	int err;
 
+	*out = NULL;
 	c = calloc(1, sizeof(*c) + npages * sizeof(c->pg[0]));
-	if (!c)
+	if (!c) {
+		sm_file_put(f);
 		return ENOMEM;
+	}
 	c->start = v->start;
 	c->npages = npages;
 	c->file = f;
@@ -589,55 +222,61 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	err = sm_arena_alloc(len, &c->arena_off);
 	if (err)
 		goto fail_free;
-	err = chunk_fill(c, len);
-	if (err)
-		goto fail_arena;
-	/* The engine's own view, for hashing and writeback.  The pages exist
-	 * now: populating only maps them, in one go rather than a fault each
-	 * at the first sync. */
-	c->alias = sm_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-			       sm_arena_fd(), c->arena_off);
+	/* The engine's own view, for hashing, merging and writeback. */
+	c->alias = sm_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, sm_arena_fd(),
+			       c->arena_off);
 	if (c->alias == MAP_FAILED) {
 		err = errno;
 		goto fail_arena;
 	}
-	/* The swap: MAP_FIXED replaces the file pages atomically, so other
-	 * threads see the file or the shadow, never a hole. */
-	at = sm_swap_mmap((void *)v->start, len, v->prot, sm_arena_fd(), c->arena_off);
-	if (at == MAP_FAILED) {
-		err = errno;
-		goto fail_alias;
+	/* The application's own file mapping, kept aside: a second VMA of
+	 * the same open file (mremap with old_size 0 on a shared mapping).
+	 * Moving it back restores the mapping exactly: same struct file, same
+	 * flags, merged with its neighbours. */
+	k = sm_sys_mremap((void *)v->start, 0, len, MREMAP_MAYMOVE, NULL);
+	if (k != MAP_FAILED) {
+		c->keeper = k;
+		for (size_t i = 0; i < npages; i++)
+			c->pg[i].kept = 1;
+	} else {
+		sm_debug("no keeper for %#lx: %s", (unsigned long)v->start, strerror(errno));
 	}
-	if (other_threads())
-		chunk_verify(c, len);
-	for (size_t i = 0; i < npages; i++)
-		c->pg[i].state = PG_MAPPED;
-	c->live = npages;
-	c->next = chunks;
-	chunks = c;
+	c->next = sm_chunks;
+	sm_chunks = c;
 	sm_nchunks++;
-	SM_STAT_ADD(bytes_shadowed, len);
-	SM_STAT_ADD(shadow_bytes_now, len);
+	for (size_t i = 0; i < npages && !err; i += SM_SLICE_PAGES)
+		err = fill_slice(c, i, npages - i < SM_SLICE_PAGES ? npages - i : SM_SLICE_PAGES,
+				 racy);
+	if (c->live) {
+		SM_STAT_ADD(bytes_shadowed, c->live * sm_page_size);
+		SM_STAT_ADD(shadow_bytes_now, c->live * sm_page_size);
+		madvise(c->alias, len, MADV_POPULATE_WRITE);	/* one pass, not a fault each */
+	}
+	if (err) {
+		if (c->live) {
+			*out = c;
+			return err;
+		}
+		sm_chunk_free(c);
+		return err;
+	}
 	sm_debug("shadowed %#lx-%#lx (inode %llu offset %lld)", (unsigned long)v->start,
 		 (unsigned long)v->end, (unsigned long long)f->ino, (long long)c->file_off);
-	flusher_start();
+	sm_flusher_start();
 	*out = c;
 	return 0;
 
-fail_alias:
-	sm_sys_munmap(c->alias, len);
 fail_arena:
 	sm_arena_free(c->arena_off, len);
 fail_free:
 	free(c);
+	sm_file_put(f);
 	return err;
 }
 
-/* Is [addr, addr+len) still our arena at the chunk's offsets?  If the
- * application remapped it behind our back we must not map over it. */
-static bool still_ours(struct sm_chunk *c, size_t first, size_t count, int *prot)
+bool sm_still_ours(struct sm_chunk *c, size_t first, size_t count, int *prot)
 {
-	uintptr_t s = page_addr(c, first), e = page_addr(c, first + count), at = s;
+	uintptr_t s = sm_page_addr(c, first), e = sm_page_addr(c, first + count), at = s;
 	struct sm_vma *v;
 	size_t n;
 	bool ok = true;
@@ -654,73 +293,196 @@ static bool still_ours(struct sm_chunk *c, size_t first, size_t count, int *prot
 	return ok && at == e;
 }
 
-/* Put the file mapping back over pages [first, first+count) of c, which
- * are written back already.  A write that slipped in between the writeback
- * and the swap is still in the arena: written now. */
-static int restore_run(struct sm_chunk *c, size_t first, size_t count, bool keep_registered)
+int sm_map_file_back(struct sm_chunk *c, size_t first, size_t n, int prot, bool raw)
 {
-	size_t len = count * sm_page_size;
-	int prot, err = 0;
-	void *at;
+	void *addr = (void *)sm_page_addr(c, first), *at = MAP_FAILED;
+	size_t len = n * sm_page_size;
+	bool kept = c->keeper != NULL;
 
-	if (!still_ours(c, first, count, &prot)) {
-		sm_warn("shadow at %#lx was remapped behind safe_mr's back; detaching it",
-			(unsigned long)page_addr(c, first));
-		for (size_t i = first; i < first + count; i++)
-			c->pg[i].state = PG_DETACHED;
-		return 0;
-	}
-	at = sm_swap_mmap((void *)page_addr(c, first), len, prot, c->file->fd,
-			  c->file_off + (off_t)(first * sm_page_size));
-	if (at == MAP_FAILED) {
-		err = errno;
-		sm_error("cannot restore the file mapping at %#lx: %s",
-			 (unsigned long)page_addr(c, first), strerror(err));
-		return err;
-	}
-	for (size_t i = first; i < first + count; i++)
-		c->pg[i].state = PG_DETACHED;
-	/* Late writes: another thread of ours between the writeback and the
-	 * swap, or the NIC if the pages are still registered. */
-	if (keep_registered || other_threads()) {
-		err = writeback_sel(&(struct wb_sel){ c, first, count }, 1, 0, PG_DETACHED);
-		if (err) {
-			sm_error("a write that raced with the restore is kept in the shadow: %s",
-				 strerror(err));
-			return 0;	/* data stays (detached), retried at the next sync */
+	for (size_t i = first; i < first + n && kept; i++)
+		kept = c->pg[i].kept;
+	if (kept) {
+		void *from = c->keeper + first * sm_page_size;
+
+		at = raw ? sm_sys_mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, addr)
+			 : sm_swap_mremap(from, len, addr);
+		if (at != MAP_FAILED) {
+			for (size_t i = first; i < first + n; i++)
+				c->pg[i].kept = 0;
+			if (prot != c->prot && mprotect(addr, len, prot))
+				sm_warn("restored mapping at %p keeps its old protection: %s", addr,
+					strerror(errno));
+			return 0;
 		}
 	}
-	if (!keep_registered) {
-		for (size_t i = first; i < first + count;) {
-			size_t j = i;
+	if (raw)
+		at = sm_sys_mmap(addr, len, prot, MAP_SHARED | MAP_FIXED, c->file->fd,
+				 c->file_off + (off_t)(first * sm_page_size));
+	else
+		at = sm_swap_mmap(addr, len, prot, c->file->fd,
+				  c->file_off + (off_t)(first * sm_page_size));
+	if (at == MAP_FAILED)
+		return errno;
+	sm_keeper_drop(c, first, n);
+	return 0;
+}
 
-			while (j < first + count && !c->pg[j].refs)
-				j++;
-			pages_gone(c, i, j - i);
-			i = j + 1;
+/* Writes that reached the shadow after its snapshot `w` was written back
+ * and before the file came back: merge them into the file, through a
+ * mapping of our own (the same page cache pages the application now maps),
+ * so that writes the application made to the file since are kept. */
+static void merge_late(struct sm_chunk *c, size_t first, size_t n, const uint8_t *w)
+{
+	off_t eof = 0;
+	struct stat st;
+	uint8_t *m = NULL;
+	size_t len = n * sm_page_size;
+
+	if (fstat(c->file->fd, &st) == 0)
+		eof = st.st_size;
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *sh = sm_page_ptr(c, first + i), *base = w + i * sm_page_size;
+		off_t off = c->file_off + (off_t)((first + i) * sm_page_size);
+
+		if (off >= eof || !memcmp(sh, base, sm_page_size))
+			continue;
+		if (!m) {
+			m = sm_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, c->file->fd,
+					c->file_off + (off_t)(first * sm_page_size));
+			if (m == MAP_FAILED) {
+				/* Whole pages then: the shadow's version wins. */
+				m = NULL;
+				c->pg[first + i].force = 1;
+				continue;
+			}
+		}
+		sm_merge_page(m + i * sm_page_size, base, sh);
+		c->pg[first + i].hash = sm_page_hash(m + i * sm_page_size);
+		c->pg[first + i].unsynced = 1;
+	}
+	if (m)
+		sm_sys_munmap(m, len);
+}
+
+int sm_restore_run(struct sm_chunk *c, size_t first, size_t count, bool nic_may_write,
+		   bool keep)
+{
+	bool careful = (nic_may_write || sm_threads()) && c->file->writable;
+	int prot, err = 0;
+
+	if (!sm_still_ours(c, first, count, &prot)) {
+		sm_warn("shadow at %#lx was remapped behind safe_mr's back; detaching it",
+			(unsigned long)sm_page_addr(c, first));
+		for (size_t i = first; i < first + count; i++)
+			c->pg[i].state = PG_DETACHED;
+		sm_keeper_drop(c, first, count);
+		return 0;
+	}
+	for (size_t s = first; s < first + count && !err; s += SM_SLICE_PAGES) {
+		size_t n = first + count - s < SM_SLICE_PAGES ? first + count - s : SM_SLICE_PAGES;
+		struct sm_sel sel = { c, s, n };
+		uint8_t *w = NULL;
+
+		if (careful) {
+			/* The snapshot that is written is the merge base. */
+			err = sm_scratch(&w, NULL);
+			if (err)
+				break;
+			memcpy(w, sm_page_ptr(c, s), n * sm_page_size);
+		}
+		err = sm_writeback_sel(&sel, 1, 0, PG_MAPPED, w);
+		if (err)
+			break;
+		err = sm_map_file_back(c, s, n, prot, false);
+		if (err) {
+			sm_error("cannot restore the file mapping at %#lx: %s",
+				 (unsigned long)sm_page_addr(c, s), strerror(err));
+			break;
+		}
+		for (size_t i = s; i < s + n; i++)
+			c->pg[i].state = PG_DETACHED;
+		if (careful)
+			merge_late(c, s, n, w);
+		if (!keep)
+			for (size_t i = s; i < s + n; i++)
+				if (!c->pg[i].refs)
+					sm_pages_gone(c, i, 1);
+	}
+	return err;
+}
+
+int sm_reshadow_run(struct sm_chunk *c, size_t first, size_t count)
+{
+	size_t len = count * sm_page_size;
+	uint8_t *buf;
+	void *at;
+	int err = sm_scratch(&buf, NULL);
+
+	if (err)
+		return err;
+	/* No keeper for these pages any more: a later restore maps our own
+	 * descriptor (this is the undo of a failed mremap: rare). */
+	at = sm_swap_mmap((void *)sm_page_addr(c, first), len, c->prot, sm_arena_fd(),
+			  c->arena_off + (off_t)(first * sm_page_size));
+	if (at == MAP_FAILED)
+		return errno;
+	for (size_t i = first; i < first + count; i++) {
+		struct sm_page *pg = &c->pg[i];
+
+		pg->state = PG_MAPPED;
+		/* A write to the file mapping while it was back: take it if
+		 * the shadow kept the page as written. */
+		if (read_pages(c, i, 1, buf, NULL) == 0 && sm_page_hash(buf) != pg->hash &&
+		    sm_page_hash(sm_page_ptr(c, i)) == pg->hash) {
+			memcpy(sm_page_ptr(c, i), buf, sm_page_size);
+			pg->hash = sm_page_hash(buf);
 		}
 	}
 	return 0;
 }
 
 /* Restore all mapped pages of c without references, in runs. */
-static void restore_unreferenced(struct sm_chunk *c)
+static int restore_unreferenced(struct sm_chunk *c)
 {
+	int first_err = 0;
+
+	c->orphans = false;
 	for (size_t i = 0; i < c->npages;) {
 		size_t j = i;
 
 		while (j < c->npages && c->pg[j].state == PG_MAPPED && !c->pg[j].refs)
 			j++;
 		if (j > i) {
-			restore_run(c, i, j - i, false);
+			int err = sm_restore_run(c, i, j - i, false, false);
+
+			if (err) {
+				c->orphans = true;
+				if (!first_err)
+					first_err = err;
+			}
 			i = j;
 		} else {
 			if (c->pg[i].state == PG_DETACHED && !c->pg[i].refs) {
 				/* written back by the caller: gone unless still dirty */
-				if (c->pg[i].hash == sm_page_hash(page_ptr(c, i)) && !c->pg[i].force)
-					page_gone(c, i);
+				if (c->pg[i].hash == sm_page_hash(sm_page_ptr(c, i)) &&
+				    !c->pg[i].force)
+					sm_pages_gone(c, i, 1);
 			}
 			i++;
+		}
+	}
+	return first_err;
+}
+
+void sm_restore_orphans(void)
+{
+	struct sm_chunk *c, *next;
+
+	for (c = sm_chunks; c; c = next) {
+		next = c->next;
+		if (c->orphans) {
+			restore_unreferenced(c);
+			sm_chunk_maybe_free(c);
 		}
 	}
 }
@@ -751,9 +513,12 @@ static int hold_push(struct sm_hold *h, struct sm_chunk *c, size_t first, size_t
 	return 0;
 }
 
-/* Drop the hold's references; restore what nobody else covers. */
-static void hold_drop(struct sm_hold *h)
+/* Drop the hold's references; restore what nobody else covers.  A restore
+ * that fails leaves the pages shadowed (data kept), retried later. */
+static int hold_drop(struct sm_hold *h)
 {
+	int first_err = 0;
+
 	for (size_t k = 0; k < h->nseg; k++) {
 		struct sm_seg *g = &h->seg[k];
 
@@ -762,18 +527,21 @@ static void hold_drop(struct sm_hold *h)
 	}
 	for (size_t k = 0; k < h->nseg; k++) {
 		struct sm_chunk *c = h->seg[k].c;
+		int err = restore_unreferenced(c);
 
-		restore_unreferenced(c);
+		if (err && !first_err)
+			first_err = err;
 		c->holds--;
-		chunk_maybe_free(c);
+		sm_chunk_maybe_free(c);
 	}
 	free(h->seg);
 	free(h);
+	return first_err;
 }
 
 static void hold_unlink(struct sm_hold *h)
 {
-	for (struct sm_hold **p = &holds; *p; p = &(*p)->next) {
+	for (struct sm_hold **p = &sm_holds; *p; p = &(*p)->next) {
 		if (*p == h) {
 			*p = h->next;
 			return;
@@ -783,16 +551,18 @@ static void hold_unlink(struct sm_hold *h)
 
 /* Chunk pages still marked mapped inside [start, end) although the VMA
  * there is not ours any more (the application unmapped it with the raw
- * libc call): they are not at that address, whatever we thought. */
+ * system call): they are not at that address, whatever we thought. */
 static void detach_stale(uintptr_t start, uintptr_t end)
 {
 	size_t first, count;
 
-	for (struct sm_chunk *c = chunks; c; c = c->next)
-		if (chunk_clip(c, start, end, &first, &count))
+	for (struct sm_chunk *c = sm_chunks; c; c = c->next)
+		if (sm_chunk_clip(c, start, end, &first, &count))
 			for (size_t i = first; i < first + count; i++)
-				if (c->pg[i].state == PG_MAPPED)
+				if (c->pg[i].state == PG_MAPPED) {
 					c->pg[i].state = PG_DETACHED;
+					sm_keeper_drop(c, i, 1);
+				}
 }
 
 /* Our own shadow pages inside VMA piece v: reference the mapped runs. */
@@ -800,8 +570,8 @@ static int hold_existing(struct sm_hold *h, const struct sm_vma *v)
 {
 	size_t first, count;
 
-	for (struct sm_chunk *c = chunks; c; c = c->next) {
-		if (!chunk_clip(c, v->start, v->end, &first, &count))
+	for (struct sm_chunk *c = sm_chunks; c; c = c->next) {
+		if (!sm_chunk_clip(c, v->start, v->end, &first, &count))
 			continue;
 		for (size_t i = first; i < first + count;) {
 			size_t j = i;
@@ -839,9 +609,15 @@ static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bo
 	if (kind != SM_BACK_FILE)
 		return 0;
 	/* A writable pin of a read-only mapping fails in the kernel with
-	 * EFAULT whatever we do: leave it to the kernel.  fsdax files are
-	 * shadowed whatever the access: the kernel refuses any long-term pin. */
-	need = write ? (v->prot & PROT_WRITE) != 0 : (force || f->dax);
+	 * EFAULT whatever we do: leave it to the kernel.  A read-only pin of a
+	 * writable mapping is shadowed too: a writable registration of the
+	 * same pages later would shadow them, and the NIC would then read
+	 * pages the CPU no longer sees.  fsdax files are shadowed whatever the
+	 * access: the kernel refuses any long-term pin. */
+	if (write)
+		need = (v->prot & PROT_WRITE) != 0;
+	else
+		need = (v->prot & PROT_WRITE) || force || f->dax;
 	if (!need) {
 		sm_file_put(f);
 		return 0;
@@ -849,11 +625,12 @@ static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bo
 	if (sm_nchunks)
 		detach_stale(v->start, v->end);
 	err = chunk_create(v, f, &c);
-	if (err) {
-		sm_file_put(f);
-		return err;
+	if (c) {
+		int e = hold_push(h, c, 0, c->npages);
+
+		err = err ? err : e;
 	}
-	return hold_push(h, c, 0, c->npages);
+	return err;
 }
 
 int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
@@ -880,7 +657,7 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 	h->addr = a;
 	h->len = len;
 
-	pthread_mutex_lock(&sm_lock);
+	sm_lock_take();
 	err = sm_vma_list(s, e, &v, &n);
 	if (err)
 		goto out;
@@ -893,7 +670,8 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 	for (size_t k = 0; k < n && !err; k++)
 		err = acquire_vma(h, &v[k], write, force_all);
 	if (err) {
-		hold_drop(h);	/* restores what we shadowed: unchanged, no I/O */
+		/* Restores what we shadowed, merging what threads wrote meanwhile. */
+		hold_drop(h);
 		h = NULL;
 		goto out;
 	}
@@ -904,56 +682,61 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 	}
 	if (h->shadowed)
 		SM_STAT_ADD(shadowed, 1);
-	h->next = holds;
-	holds = h;
+	h->next = sm_holds;
+	sm_holds = h;
 	*out = h;
 out:
-	pthread_mutex_unlock(&sm_lock);
+	sm_lock_drop();
 	sm_vma_free(v, n);
 	if (err && h)
 		free(h);
 	return err;
 }
 
-static size_t npending;
+size_t sm_npending;
 
 void sm_hold_defer(struct sm_hold *h)
 {
-	pthread_mutex_lock(&sm_lock);
+	sm_lock_take();
 	h->owner = NULL;	/* the owner (an MR) is freed: never match it */
 	if (!h->pending)
-		npending++;
+		sm_npending++;
 	h->pending = true;
-	pthread_mutex_unlock(&sm_lock);
+	sm_lock_drop();
 }
 
 void sm_hold_reap(void)
 {
 	struct sm_hold *h, *next;
 
-	if (!npending)
-		return;
-	for (h = holds; h; h = next) {
-		next = h->next;
-		if (h->pending && sm_hold_sync_locked(h, 0, 0, SM_WB_DURABLE) == 0) {
-			npending--;
-			hold_unlink(h);
-			hold_drop(h);
+	if (sm_npending) {
+		for (h = sm_holds; h; h = next) {
+			next = h->next;
+			if (h->pending && sm_hold_sync_locked(h, 0, 0, SM_WB_DURABLE) == 0) {
+				sm_npending--;
+				hold_unlink(h);
+				hold_drop(h);
+			}
 		}
 	}
+	sm_restore_orphans();
 }
 
 int sm_hold_release(struct sm_hold *h)
 {
 	int err;
 
-	pthread_mutex_lock(&sm_lock);
+	sm_lock_take();
 	err = sm_hold_sync_locked(h, 0, 0, SM_WB_DURABLE);
 	if (!err) {
 		hold_unlink(h);
-		hold_drop(h);
+		/* The data is durable; a late write that cannot be written
+		 * while restoring stays shadowed, written by the next sync
+		 * point of the file (which reports the error if it fails). */
+		if (hold_drop(h))
+			sm_error("release: a late write is kept in the shadow for the next sync");
 	}
-	pthread_mutex_unlock(&sm_lock);
+	sm_lock_drop();
 	return err;
 }
 
@@ -961,19 +744,19 @@ void sm_hold_abort(struct sm_hold *h)
 {
 	if (!h)
 		return;
-	pthread_mutex_lock(&sm_lock);
+	sm_lock_take();
 	hold_unlink(h);
 	hold_drop(h);
-	pthread_mutex_unlock(&sm_lock);
+	sm_lock_drop();
 }
 
 int sm_hold_sync(struct sm_hold *h, size_t off, size_t len, unsigned int flags)
 {
 	int err;
 
-	pthread_mutex_lock(&sm_lock);
+	sm_lock_take();
 	err = sm_hold_sync_locked(h, off, len, flags);
-	pthread_mutex_unlock(&sm_lock);
+	sm_lock_drop();
 	return err;
 }
 
@@ -984,135 +767,9 @@ size_t sm_hold_shadowed(const struct sm_hold *h)
 
 void sm_hold_set_owner(struct sm_hold *h, const void *owner)
 {
-	pthread_mutex_lock(&sm_lock);
+	sm_lock_take();
 	h->owner = owner;
-	pthread_mutex_unlock(&sm_lock);
-}
-
-/* ------------------------------------------------------- munmap / mremap */
-
-/* The application unmaps (restore_file=false) or moves (restore_file=true)
- * [start, end).  Shadowed pages in it are written back first.  Pages no
- * registration holds are finished with; pages still registered stay pinned
- * by the NIC and are kept "detached" in the arena, written back at the next
- * sync point of their file or MR.  Before a move the file mapping is put
- * back, so the application moves what it mapped. */
-int sm_unmap_range(uintptr_t start, uintptr_t end, bool restore_file)
-{
-	struct sel_vec s = { 0 };
-	int err;
-
-	if (sel_range(&s, start, end))
-		return ENOMEM;
-	if (!s.n)
-		return 0;
-	err = writeback_sel(s.v, s.n, 0, PG_MAPPED);
-	for (size_t k = 0; k < s.n; k++) {
-		struct sm_chunk *c = s.v[k].c;
-		size_t i = s.v[k].first, stop = i + s.v[k].count;
-
-		while (i < stop) {
-			size_t j = i;
-
-			while (j < stop && c->pg[j].state == PG_MAPPED)
-				j++;
-			if (j == i) {
-				i++;
-				continue;
-			}
-			if (restore_file) {
-				if (restore_run(c, i, j - i, true))
-					for (size_t p = i; p < j; p++)
-						c->pg[p].state = PG_DETACHED;
-			} else {
-				for (size_t p = i; p < j; p++)
-					c->pg[p].state = PG_DETACHED;
-			}
-			for (size_t p = i; p < j; p++)
-				if (!c->pg[p].refs && !err)
-					page_gone(c, p);
-			i = j;
-		}
-	}
-	for (size_t k = 0; k < s.n; k++) {
-		/* a chunk may appear once only in s; free the empty ones */
-		struct sm_chunk *c = s.v[k].c;
-
-		if (!c->live && !c->holds) {
-			s.v[k].c = NULL;
-			chunk_free(c);
-		}
-	}
-	free(s.v);
-	return err;
-}
-
-/* ---------------------------------------------------------------- flusher */
-
-static pthread_t flusher;
-static bool flusher_running;
-
-static void *flusher_main(void *arg)
-{
-	struct timespec ts = { .tv_sec = sm_cfg.flush_ms / 1000,
-			       .tv_nsec = (long)(sm_cfg.flush_ms % 1000) * 1000000L };
-
-	(void)arg;
-	for (;;) {
-		nanosleep(&ts, NULL);
-		pthread_mutex_lock(&sm_lock);
-		if (chunks)
-			sm_sync_everything(0);
-		pthread_mutex_unlock(&sm_lock);
-	}
-	return NULL;
-}
-
-static void flusher_start(void)
-{
-	pthread_attr_t attr;
-
-	if (flusher_running || !sm_cfg.flush_ms)
-		return;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&flusher, &attr, flusher_main, NULL) == 0)
-		flusher_running = true;
-	else
-		sm_warn("cannot start the SAFE_MR_FLUSH_MS thread");
-	pthread_attr_destroy(&attr);
-}
-
-/* ---------------------------------------------------------------- fork */
-
-static void fork_prepare(void)
-{
-	pthread_mutex_lock(&sm_lock);
-}
-
-static void fork_parent(void)
-{
-	pthread_mutex_unlock(&sm_lock);
-}
-
-/* The child shares the shadows (MAP_SHARED), but the parent owns them: it
- * writes them back and restores them.  The child starts with an empty
- * registry and an arena of its own. */
-static void fork_child(void)
-{
-	chunks = NULL;
-	holds = NULL;
-	sm_nchunks = 0;
-	flusher_running = false;
-	sm_file_reset();
-	sm_arena_reset();
-	sm_vma_reset();
-	pthread_mutex_unlock(&sm_lock);
-}
-
-__attribute__((constructor)) static void shadow_ctor(void)
-{
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	sm_lock_drop();
 }
 
 int sm_needs_shadow(void *addr, size_t len, unsigned int access)
@@ -1129,7 +786,7 @@ int sm_needs_shadow(void *addr, size_t len, unsigned int access)
 	}
 	s = sm_page_down(a);
 	e = sm_page_up(a + len);
-	pthread_mutex_lock(&sm_lock);
+	sm_lock_take();
 	err = sm_vma_list(s, e, &v, &n);
 	for (size_t k = 0; k < n && !err && !need; k++) {
 		enum sm_backing kind;
@@ -1143,7 +800,7 @@ int sm_needs_shadow(void *addr, size_t len, unsigned int access)
 			sm_file_put(f);
 		}
 	}
-	pthread_mutex_unlock(&sm_lock);
+	sm_lock_drop();
 	sm_vma_free(v, n);
 	if (err) {
 		errno = err;

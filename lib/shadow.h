@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+/* The shadow engine's state, shared by its files:
+ *   lock.c      the engine lock (knows its owner thread: signal handlers)
+ *   shadow.c    chunks: fill and swap in, restore, free; holds
+ *   merge.c     byte-granular three-way merge against concurrent writers
+ *   sync.c      change detection and writeback, durability tracking
+ *   unmap.c     munmap/mremap of shadowed ranges
+ *   lifecycle.c fork, the periodic flusher, exit and unload */
 #ifndef SM_SHADOW_H
 #define SM_SHADOW_H
 
@@ -16,6 +23,8 @@ struct sm_page {
 	uint32_t refs;		/* holds covering the page */
 	uint8_t state;
 	uint8_t force;		/* write back even if the hash matches */
+	uint8_t unsynced;	/* written since the file's last durable flush */
+	uint8_t kept;		/* the keeper still maps this page of the file */
 };
 
 /* A run of shadowed pages created together from one VMA of one file. */
@@ -28,8 +37,13 @@ struct sm_chunk {
 	int prot;
 	off_t arena_off;
 	uint8_t *alias;		/* the engine's own mapping of the shadow */
+	uint8_t *keeper;	/* the application's own file mapping, moved
+				 * aside (mremap old_size 0): moved back on
+				 * restore, so the VMA is what it was */
 	unsigned int holds;	/* hold segments pointing here */
 	size_t live;		/* pages not PG_NONE */
+	bool orphans;		/* mapped pages nobody holds, whose restore
+				 * failed: retried after a successful sync */
 	struct sm_page pg[];
 };
 
@@ -50,25 +64,125 @@ struct sm_hold {
 	struct sm_seg *seg;
 };
 
+/* ---- lock.c ---- */
 extern pthread_mutex_t sm_lock;
+/* This thread holds (or is taking) the engine lock.  A signal handler that
+ * finds it set interrupted the engine: it must not wait for the lock. */
+extern __thread bool sm_lock_mine __attribute__((tls_model("initial-exec")));
+static inline void sm_lock_take(void)
+{
+	sm_lock_mine = true;
+	pthread_mutex_lock(&sm_lock);
+}
+static inline void sm_lock_drop(void)
+{
+	pthread_mutex_unlock(&sm_lock);
+	sm_lock_mine = false;
+}
+/* Could another thread of this process write memory right now? */
+bool sm_threads(void);
+
 /* Chunks alive: lets hot libc interposers skip the lock when zero. */
 extern _Atomic size_t sm_nchunks;
+/* The registry (lock held; read lock-free only by a signal handler that
+ * interrupted the lock's owner, which cannot change it meanwhile). */
+extern struct sm_chunk *sm_chunks;
+extern struct sm_hold *sm_holds;
 
-/* All below: sm_lock held. */
+static inline uint8_t *sm_page_ptr(struct sm_chunk *c, size_t i)
+{
+	return c->alias + i * sm_page_size;
+}
+
+static inline uintptr_t sm_page_addr(const struct sm_chunk *c, size_t i)
+{
+	return c->start + i * sm_page_size;
+}
+
+/* ---- merge.c ---- */
+/* live[] may be written by other threads right now.  Bytes where theirs
+ * differs from base are copied into live unless live changed them itself
+ * (live != base): the later write wins, at byte granularity, atomically
+ * against concurrent stores. */
+void sm_merge_page(uint8_t *live, const uint8_t *base, const uint8_t *theirs);
+
+/* ---- shadow.c (lock held) ---- */
+/* Scratch buffers for filling, restoring and verifying: each SM_SLICE bytes,
+ * small enough to stay in cache. */
+#define SM_SLICE (1u << 20)
+#define SM_SLICE_PAGES (SM_SLICE / 4096u)
+int sm_scratch(uint8_t **a, uint8_t **b);
+/* Pages [first, +count) of c are finished with: free their memory. */
+void sm_pages_gone(struct sm_chunk *c, size_t first, size_t count);
+void sm_chunk_free(struct sm_chunk *c);
+void sm_chunk_maybe_free(struct sm_chunk *c);	/* if no page and no hold is left */
+/* Unmap the keeper's pages [first, +count) that it still holds. */
+void sm_keeper_drop(struct sm_chunk *c, size_t first, size_t count);
+/* Map the file back over pages [first, +n) of c with protection prot: the
+ * keeper's pages moved home if it has them all, else a new mapping of our
+ * descriptor.  raw: system calls only (a forked child). */
+int sm_map_file_back(struct sm_chunk *c, size_t first, size_t n, int prot, bool raw);
+/* Does [first, +count) of c still show our arena at the expected offsets?
+ * Sets *prot to its protection. */
+bool sm_still_ours(struct sm_chunk *c, size_t first, size_t count, int *prot);
+/* Put the file mapping back over mapped pages [first, +count) of c,
+ * writing back what changed first and merging late writes.  Pages become
+ * detached; those without references are gone unless keep.  0 or errno
+ * (then from the failed slice on nothing changed: still shadowed). */
+int sm_restore_run(struct sm_chunk *c, size_t first, size_t count, bool nic_may_write,
+		   bool keep);
+/* Restore unreferenced mapped pages of chunks marked orphans. */
+void sm_restore_orphans(void);
+/* Swap the arena back in over pages [first, +count) that were restored by
+ * sm_restore_run(..., keep=true) (undo of a failed mremap). */
+int sm_reshadow_run(struct sm_chunk *c, size_t first, size_t count);
+
+/* ---- sync.c (lock held) ---- */
+/* One selection of chunk pages to write back. */
+struct sm_sel {
+	struct sm_chunk *c;
+	size_t first, count;
+};
+/* Write back the changed pages of a selection that are in `states`:
+ * grouped by file; with SM_WB_DURABLE one fdatasync per file, and a failed
+ * flush marks every page written since the file's last good flush dirty
+ * again (the kernel may have dropped them).  `src`, if not NULL, is a copy
+ * of the single selection's pages to write instead of the shadow. */
+int sm_writeback_sel(struct sm_sel *sel, size_t n, unsigned int flags, unsigned int states,
+		     const uint8_t *src);
 int sm_sync_range(uintptr_t start, uintptr_t end, unsigned int flags);
 int sm_sync_file(struct sm_file *f, unsigned int flags);
 int sm_sync_everything(unsigned int flags);
 int sm_hold_sync_locked(struct sm_hold *h, size_t off, size_t len, unsigned int flags);
 int sm_sync_owner_locked(const void *owner, size_t off, size_t len, unsigned int flags);
-int sm_unmap_range(uintptr_t start, uintptr_t end, bool restore_file);
+/* The application flushed f itself (fsync/fdatasync, msync MS_SYNC):
+ * ok = whether that flush succeeded. */
+void sm_file_flushed(struct sm_file *f, bool ok);
+/* Chunk pages inside [start, end) (application addresses), clipped. */
+bool sm_chunk_clip(struct sm_chunk *c, uintptr_t start, uintptr_t end, size_t *first,
+		   size_t *count);
+
+/* ---- unmap.c (lock held) ---- */
+/* The application unmapped [start, end) (the real munmap succeeded). */
+int sm_unmapped_range(uintptr_t start, uintptr_t end);
+/* mremap of [old, old+old_size): restore the file mapping first, call
+ * `real`, undo on failure.  Returns what the real call returned. */
+void *sm_mremap_range(void *old, size_t old_size, size_t new_size, int flags, void *new_addr,
+		      void *(*real)(void *, size_t, size_t, int, void *));
+
+/* ---- holds (shadow.c) ---- */
 struct sm_hold *sm_hold_first(void);
 /* Release h later: its owner is gone (deregistered) but the data could not
  * be written; the next successful sync point finishes it. */
 void sm_hold_defer(struct sm_hold *h);
-/* Finish deferred releases whose data now writes back. */
+/* After a successful sync point: finish deferred releases and restores. */
 void sm_hold_reap(void);
+extern size_t sm_npending;	/* deferred releases */
 /* Takes the lock: would [addr, +len) with `access` need a shadow?  1, 0,
  * or -1 with errno (EINVAL/EFAULT: what the kernel would refuse). */
 int sm_needs_shadow(void *addr, size_t len, unsigned int access);
+
+/* ---- lifecycle.c ---- */
+void sm_flusher_start(void);
 
 #endif

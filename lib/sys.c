@@ -41,3 +41,8 @@ void *sm_swap_mmap(void *addr, size_t len, int prot, int fd, off_t off)
 {
 	return mmap(addr, len, prot, MAP_SHARED | MAP_FIXED, fd, off);
 }
+
+void *sm_swap_mremap(void *from, size_t len, void *to)
+{
+	return mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+}

@@ -3,6 +3,7 @@
  * Each is defined under an internal name and bound to its versioned
  * public name with .symver, exactly as libibverbs defines them, so that
  * binaries linked against any libibverbs bind to these. */
+#include <errno.h>
 #include <infiniband/verbs.h>
 #include <safe_mr.h>
 
@@ -39,7 +40,14 @@ SYMVER(sm_pl_reg_mr_iova2, "ibv_reg_mr_iova2@@IBVERBS_1.8");
 SM_PL_API int sm_pl_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *addr,
 			     size_t length, int access)
 {
-	return safe_mr_rereg_mr(mr, flags, pd, addr, length, access);
+	int err = safe_mr_rereg_mr(mr, flags, pd, addr, length, access);
+
+	/* libibverbs' convention: a negative ibv_rereg_mr_err_code, errno set
+	 * (safe_mr_rereg_mr returns the errno itself). */
+	if (!err)
+		return 0;
+	errno = err;
+	return err == EINVAL ? IBV_REREG_MR_ERR_INPUT : IBV_REREG_MR_ERR_CMD;
 }
 SYMVER(sm_pl_rereg_mr, "ibv_rereg_mr@@IBVERBS_1.1");
 

@@ -109,36 +109,54 @@ START_TEST(mremap_moves_file_mapping)
 }
 END_TEST
 
-/* A forked child shares the shadow like it shared the MAP_SHARED mapping;
- * its writes reach the file through the parent's sync points. */
-START_TEST(fork_child_shares_shadow)
+/* A forked child gets the file mapping back: it sees what the parent's
+ * shadow held at fork, and never the arena range the parent frees and
+ * reuses for another file.  Its writes reach its own file.  (The child
+ * once kept mapping the arena: after the parent released A and shadowed B
+ * in the same range, the child's "A" showed B and its writes went to B.) */
+START_TEST(fork_child_never_sees_other_file)
 {
-	char path[600];
-	int fd = tu_file(2 * ps, 64, path, sizeof(path)), status;
-	uint8_t *p = tu_map(fd, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p, 2 * ps, RW);
+	char pa[600], pb[600];
+	int fa = tu_file(2 * ps, 64, pa, sizeof(pa)), fb = tu_file(2 * ps, 65, pb, sizeof(pb));
+	uint8_t *a = tu_map(fa, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	uint8_t *b = tu_map(fb, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, a, 2 * ps, RW), *mrb;
+	int go[2], status;
 	pid_t pid;
 
 	ck_assert_ptr_nonnull(mr);
+	ck_assert_int_eq(pipe(go), 0);
 	ck_assert_int_eq(fake_nic_write(mr, 0, "parentnic", 9), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		int ok = !memcmp(p, "parentnic", 9);
+		char c;
+		int ok = read(go[0], &c, 1) == 1 && !memcmp(a, "parentnic", 9);
 
-		memcpy(p + ps, "childwrote", 10);
-		/* The child's sync points write nothing: the parent owns it. */
-		safe_mr_msync(p, 2 * ps, MS_SYNC);
+		for (size_t i = 0; i < ps && ok; i++)
+			ok = a[ps + i] == tu_byte(64, ps + i);
+		memcpy(a + ps, "childwrote", 10);
+		ok &= safe_mr_msync(a, 2 * ps, MS_SYNC) == 0;
 		_exit(ok ? 0 : 1);
 	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	ck_assert_mem_eq(p + ps, "childwrote", 10);
-	ck_assert_int_eq(safe_mr_msync(p, 2 * ps, MS_SYNC), 0);
-	tu_assert_file(path, ps, "childwrote", 10);
-	tu_assert_file(path, 0, "parentnic", 9);
+	/* The parent lets A go and shadows B, likely in A's arena range. */
 	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
-	close(fd);
+	mrb = safe_mr_reg_mr(tu_pd, b, 2 * ps, RW);
+	ck_assert_ptr_nonnull(mrb);
+	ck_assert_int_eq(fake_nic_write(mrb, 0, "Bnic", 4), 0);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the child's mapping of A did not show A");
+	ck_assert_int_eq(safe_mr_dereg_mr(mrb), 0);
+	tu_assert_file(pa, 0, "parentnic", 9);
+	tu_assert_file(pa, ps, "childwrote", 10);
+	tu_assert_file(pb, 0, "Bnic", 4);
+	tu_assert_file_pattern(pb, ps, ps, 65);
+	close(go[0]);
+	close(go[1]);
+	close(fa);
+	close(fb);
 }
 END_TEST
 
@@ -150,7 +168,7 @@ int main(void)
 	tcase_add_test(tc, munmap_after_dereg_writes_back);
 	tcase_add_test(tc, detached_pages_synced_by_fsync);
 	tcase_add_test(tc, mremap_moves_file_mapping);
-	tcase_add_test(tc, fork_child_shares_shadow);
+	tcase_add_test(tc, fork_child_never_sees_other_file);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+/* The engine lock, and whether other threads could race the engine. */
+#include <sys/single_threaded.h>
+
+#include "shadow.h"
+
+pthread_mutex_t sm_lock = PTHREAD_MUTEX_INITIALIZER;
+__thread bool sm_lock_mine __attribute__((tls_model("initial-exec")));
+
+/* glibc clears __libc_single_threaded at the first pthread_create and never
+ * sets it again: conservative, and free (no /proc/self/task scan).  Kernel
+ * threads of io_uring are not pthreads and do not count: they never write
+ * user memory behind the engine's back. */
+bool sm_threads(void)
+{
+	return !__libc_single_threaded;
+}
