@@ -42,6 +42,9 @@ int smfi_mr_regv(struct fid *fid, const struct iovec *iov, size_t count,
 		 uint64_t flags, struct fid_mr **mr, void *context);
 int smfi_mr_regattr(struct fid *fid, const struct fi_mr_attr *attr,
 		    uint64_t flags, struct fid_mr **mr);
+/* syncwarn.c: called after a registration that shadowed something; says
+ * once that libc sync points need the preload when it is not loaded. */
+void smfi_note_shadowed(void);
 /* libfabric access bits -> IBV_ACCESS_* as a verbs NIC would need them. */
 unsigned int smfi_access_to_ibv(uint64_t access);
 

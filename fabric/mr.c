@@ -167,9 +167,11 @@ static int acquire_all(struct smfi_mr *m, const struct mr_call *c, unsigned int 
 		}
 		shadowed += safe_mr_range_shadowed(r);
 	}
-	if (shadowed)
+	if (shadowed) {
 		smfi_dbg(FI_LOG_MR, "mr %p: %zu bytes shadowed in %zu iovecs\n",
 			 (void *)&m->mr, shadowed, c->count);
+		smfi_note_shadowed();
+	}
 	return 0;
 }
 

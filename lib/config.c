@@ -1,13 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /* SAFE_MR_* settings: read once, with secure_getenv so that setuid
- * processes ignore them. */
+ * processes ignore them.  Checked when the library is loaded, so that a
+ * misspelt name or a bad value is reported when the program starts (with
+ * what is accepted), not after the job ran with the defaults; used from the
+ * first call on. */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "internal.h"
 
 struct sm_config sm_cfg = {
@@ -17,6 +23,14 @@ struct sm_config sm_cfg = {
 size_t sm_page_size = 4096;
 
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+static char stats_file[PATH_MAX];
+
+extern char **environ;
+
+const char *sm_cfg_stats_file(void)
+{
+	return stats_file[0] ? stats_file : NULL;
+}
 
 static int parse_word(const char *value, const char *const *words, int n)
 {
@@ -26,58 +40,273 @@ static int parse_word(const char *value, const char *const *words, int n)
 	return -1;
 }
 
-/* One setting by name ("MODE", "LOG", ...): 0 or EINVAL. */
-static int config_set(const char *name, const char *value)
+static int parse_bool(const char *value, bool *out)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on" };
+	static const char *const no[] = { "0", "no", "false", "off" };
+
+	if (parse_word(value, yes, 4) >= 0)
+		*out = true;
+	else if (parse_word(value, no, 4) >= 0)
+		*out = false;
+	else
+		return EINVAL;
+	return 0;
+}
+
+const char *sm_mpi_rank(void)
+{
+	static const char *const vars[] = { "OMPI_COMM_WORLD_RANK", "PMI_RANK",
+					    "PMIX_RANK", "SLURM_PROCID" };
+
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		const char *v = getenv(vars[i]);
+
+		if (v && *v && strspn(v, "0123456789") == strlen(v))
+			return v;
+	}
+	return NULL;
+}
+
+int sm_stats_path(const char *tmpl, char *out, size_t n)
+{
+	size_t len = 0;
+
+	for (const char *s = tmpl; *s; s++) {
+		char num[24], host[HOST_NAME_MAX + 1];
+		const char *piece = num;
+		size_t plen;
+
+		if (*s != '%') {
+			num[0] = *s;
+			num[1] = '\0';
+		} else {
+			switch (*++s) {
+			case 'p':
+				snprintf(num, sizeof(num), "%d", (int)getpid());
+				break;
+			case 'h':
+				if (gethostname(host, sizeof(host)))
+					strcpy(host, "unknown");
+				host[sizeof(host) - 1] = '\0';
+				piece = host;
+				break;
+			case 'r':
+				piece = sm_mpi_rank();
+				if (!piece)
+					piece = "norank";
+				break;
+			case '%':
+				strcpy(num, "%");
+				break;
+			default:	/* another letter, or the end */
+				return EINVAL;
+			}
+		}
+		plen = strlen(piece);
+		if (len + plen + 1 > n)
+			return ENAMETOOLONG;
+		memcpy(out + len, piece, plen);
+		len += plen;
+	}
+	if (n == 0)
+		return ENAMETOOLONG;
+	out[len] = '\0';
+	return 0;
+}
+
+/* The settings: name after SAFE_MR_, and what is accepted (for messages). */
+enum { S_MODE, S_LOG, S_STATS, S_STATS_FILE, S_FLUSH_MS, S_WRITEBACK, S_COUNT };
+static const struct {
+	const char *name;
+	const char *accepted;
+} settings[S_COUNT] = {
+	/* LOG first: it decides whether the other messages are shown. */
+	[S_LOG] = { "LOG", "error, warn, info, debug" },
+	[S_MODE] = { "MODE", "bounce, auto, off" },
+	[S_STATS] = { "STATS", "1, yes, true, on, 0, no, false, off" },
+	[S_STATS_FILE] = { "STATS_FILE", "a path; %p pid, %h host, %r MPI rank, %% a %" },
+	[S_FLUSH_MS] = { "FLUSH_MS", "milliseconds, 0 to 3600000" },
+	[S_WRITEBACK] = { "WRITEBACK", "auto, io_uring, pwrite" },
+};
+static const int parse_order[S_COUNT] = { S_LOG, S_MODE, S_STATS, S_STATS_FILE,
+					  S_FLUSH_MS, S_WRITEBACK };
+
+/* One setting: 0 or EINVAL (nothing changed). */
+static int config_set(int which, const char *value)
 {
 	static const char *const modes[] = { "bounce", "auto", "off" };
 	static const char *const levels[] = { "error", "warn", "info", "debug" };
 	static const char *const wbs[] = { "auto", "io_uring", "pwrite" };
-	int v;
+	char scratch[PATH_MAX];
+	unsigned long ms;
 	char *end;
+	bool b;
+	int v;
 
-	if (!strcmp(name, "MODE")) {
+	switch (which) {
+	case S_MODE:
 		if ((v = parse_word(value, modes, 3)) < 0)
 			return EINVAL;
 		sm_cfg.mode = (enum sm_mode)v;
-	} else if (!strcmp(name, "LOG")) {
+		break;
+	case S_LOG:
 		if ((v = parse_word(value, levels, 4)) < 0)
 			return EINVAL;
 		sm_cfg.log_level = (enum sm_log_level)v;
-	} else if (!strcmp(name, "STATS")) {
-		sm_cfg.stats_at_exit = strcmp(value, "0") && strcasecmp(value, "no") &&
-				       strcasecmp(value, "false") && *value;
-	} else if (!strcmp(name, "FLUSH_MS")) {
-		unsigned long ms = strtoul(value, &end, 10);
-		if (*value == '\0' || *end != '\0' || ms > 3600000)
+		break;
+	case S_STATS:
+		if (parse_bool(value, &b))
+			return EINVAL;
+		sm_cfg.stats_at_exit = b;
+		break;
+	case S_STATS_FILE:
+		/* Checked now (expanded with this pid), used at exit. */
+		if (!*value || strlen(value) >= sizeof(stats_file) ||
+		    sm_stats_path(value, scratch, sizeof(scratch)))
+			return EINVAL;
+		strcpy(stats_file, value);
+		break;
+	case S_FLUSH_MS:
+		errno = 0;
+		ms = strtoul(value, &end, 10);
+		if (*value < '0' || *value > '9' || *end != '\0' || errno || ms > 3600000)
 			return EINVAL;
 		sm_cfg.flush_ms = (unsigned int)ms;
-	} else if (!strcmp(name, "WRITEBACK")) {
+		break;
+	case S_WRITEBACK:
 		if ((v = parse_word(value, wbs, 3)) < 0)
 			return EINVAL;
 		sm_cfg.writeback = (enum sm_wb_pref)v;
-	} else {
+		break;
+	default:
 		return EINVAL;
 	}
 	return 0;
 }
 
+/* SAFE_MR_* names that are not settings of the engine: the launcher's
+ * (SAFE_MR_RUN_*) and the test beds' (SAFE_MR_TEST_*, SAFE_MR_BUILD,
+ * SAFE_MR_SRC). */
+static bool not_a_setting(const char *name, size_t len)
+{
+	return (len >= 4 && !strncmp(name, "RUN_", 4)) ||
+	       (len >= 5 && !strncmp(name, "TEST_", 5)) ||
+	       (len == 5 && !strncmp(name, "BUILD", 5)) ||
+	       (len == 3 && !strncmp(name, "SRC", 3));
+}
+
+static bool is_setting(const char *name, size_t len)
+{
+	for (int i = 0; i < S_COUNT; i++)
+		if (strlen(settings[i].name) == len && !strncmp(name, settings[i].name, len))
+			return true;
+	return false;
+}
+
+/* Every SAFE_MR_ variable that is neither a setting nor reserved. */
+static void report_unknown(void)
+{
+	for (char **e = environ; e && *e; e++) {
+		const char *name, *eq;
+
+		if (strncmp(*e, "SAFE_MR_", 8))
+			continue;
+		name = *e + 8;
+		eq = strchr(name, '=');
+		if (!eq || is_setting(name, (size_t)(eq - name)) ||
+		    not_a_setting(name, (size_t)(eq - name)))
+			continue;
+		sm_warn("unknown variable SAFE_MR_%.*s ignored; the settings are "
+			"SAFE_MR_MODE, SAFE_MR_LOG, SAFE_MR_STATS, SAFE_MR_STATS_FILE, "
+			"SAFE_MR_FLUSH_MS, SAFE_MR_WRITEBACK", (int)(eq - name), name);
+	}
+}
+
+/* The values checked (and reported) when the library was loaded. */
+static char checked[S_COUNT][128];
+static bool checked_set[S_COUNT];
+
+static bool was_checked(int i, const char *value)
+{
+	return checked_set[i] && strlen(value) < sizeof(checked[i]) &&
+	       !strcmp(checked[i], value);
+}
+
+/* Commit the settings (first use).  Values are read now, not at load: the
+ * libfabric hook turns its FI_SAFE_MR_* parameters into SAFE_MR_* variables
+ * after this library was loaded.  A bad value already reported at load is
+ * not reported twice. */
 static void config_parse(void)
 {
-	static const char *const names[] = { "LOG", "MODE", "STATS", "FLUSH_MS", "WRITEBACK" };
+	const char *value;
 	char var[32];
+	bool stats_set = false;
 
 	sm_page_size = (size_t)sysconf(_SC_PAGESIZE);
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		const char *value;
+	/* Secure execution: the environment is not ours to trust, and not
+	 * ours to comment on either. */
+	if (getauxval(AT_SECURE))
+		return;
+	for (int k = 0; k < S_COUNT; k++) {
+		int i = parse_order[k];
 
-		snprintf(var, sizeof(var), "SAFE_MR_%s", names[i]);
+		snprintf(var, sizeof(var), "SAFE_MR_%s", settings[i].name);
 		value = secure_getenv(var);
-		if (value && config_set(names[i], value))
-			sm_warn("ignoring %s=%s: not a valid value", var, value);
+		if (!value)
+			continue;
+		if (config_set(i, value)) {
+			if (!was_checked(i, value))
+				sm_warn("ignoring %s=%s: not a valid value (accepted: %s)", var,
+					value, settings[i].accepted);
+			continue;
+		}
+		stats_set |= i == S_STATS;
+		/* A stats file asks for the stats, unless SAFE_MR_STATS says no. */
+		if (i == S_STATS_FILE && !stats_set)
+			sm_cfg.stats_at_exit = true;
 	}
 }
 
 void sm_init(void)
 {
 	pthread_once(&config_once, config_parse);
+}
+
+/* At load: report bad values and unknown names now, when the user can still
+ * stop the job, rather than run it with the defaults.  Only checks: what is
+ * used is read at first use (config_parse). */
+__attribute__((constructor)) static void config_check(void)
+{
+	struct sm_config saved;
+	char var[32], saved_file[sizeof(stats_file)];
+	const char *log;
+
+	if (getauxval(AT_SECURE))
+		return;
+	/* The log level decides what is shown: taken now. */
+	if ((log = secure_getenv("SAFE_MR_LOG")))
+		config_set(S_LOG, log);
+	saved = sm_cfg;
+	strcpy(saved_file, stats_file);
+	for (int k = 0; k < S_COUNT; k++) {
+		int i = parse_order[k];
+		const char *value;
+
+		snprintf(var, sizeof(var), "SAFE_MR_%s", settings[i].name);
+		value = secure_getenv(var);
+		if (!value)
+			continue;
+		if (config_set(i, value))
+			sm_warn("ignoring %s=%s: not a valid value (accepted: %s)", var, value,
+				settings[i].accepted);
+		if (strlen(value) < sizeof(checked[i])) {
+			strcpy(checked[i], value);
+			checked_set[i] = true;
+		}
+	}
+	report_unknown();
+	/* Nothing is committed here but the log level. */
+	sm_cfg = saved;
+	strcpy(stats_file, saved_file);
 }

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "internal.h"
 #include "safe_mr.h"
 
@@ -28,15 +31,42 @@ SM_EXPORT int safe_mr_stats(struct safe_mr_stats *st)
 	return 0;
 }
 
-/* The SAFE_MR_STATS=1 summary: one line, stable keys, easy to grep. */
+/* Where the line goes: SAFE_MR_STATS_FILE (appended: one write per line,
+ * so processes sharing a name do not tear each other's lines), else stderr. */
+static int stats_fd(void)
+{
+	const char *tmpl = sm_cfg_stats_file();
+	char path[PATH_MAX];
+	int fd, err;
+
+	if (!tmpl)
+		return STDERR_FILENO;
+	if ((err = sm_stats_path(tmpl, path, sizeof(path)))) {
+		sm_warn("SAFE_MR_STATS_FILE=%s: %s; stats on stderr", tmpl, strerror(err));
+		return STDERR_FILENO;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		sm_warn("SAFE_MR_STATS_FILE: cannot open %s: %s; stats on stderr", path,
+			strerror(errno));
+		return STDERR_FILENO;
+	}
+	return fd;
+}
+
+/* The SAFE_MR_STATS=1 summary: one line, stable keys, easy to grep.  Only
+ * from processes that registered something: under LD_PRELOAD every shell,
+ * helper and launcher daemon of a job loads the engine too. */
 void sm_stats_print(void)
 {
 	static const char *const engines[] = { "none", "pwrite", "io_uring" };
 	struct safe_mr_stats st;
 	char buf[512];
-	int n;
+	int n, fd;
 
 	safe_mr_stats(&st);
+	if (!st.registrations)
+		return;
 	n = snprintf(buf, sizeof(buf),
 		     "safe_mr: stats pid=%d registrations=%llu shadowed=%llu odp=%llu "
 		     "bytes_shadowed=%llu bytes_written_back=%llu write_calls=%llu "
@@ -47,7 +77,12 @@ void sm_stats_print(void)
 		     (unsigned long long)st.bytes_written_back,
 		     (unsigned long long)st.write_calls, (unsigned long long)st.sync_errors,
 		     engines[st.writeback_engine < 3 ? st.writeback_engine : 0]);
-	if (n > 0 && write(STDERR_FILENO, buf, (size_t)n) < 0) {
+	if (n <= 0)
+		return;
+	fd = stats_fd();
+	if (write(fd, buf, (size_t)n) < 0) {
 		/* nothing sensible to do */
 	}
+	if (fd != STDERR_FILENO)
+		close(fd);
 }

@@ -7,6 +7,7 @@
 
 #include "../lib/libc_next.h"
 #include "preload.h"
+#include "run_check.h"
 
 atomic_bool sm_pl_ready;
 __thread bool sm_pl_busy __attribute__((tls_model("initial-exec")));
@@ -20,6 +21,7 @@ __attribute__((constructor)) static void sm_pl_init(void)
 	/* Before the first application call, so the engine has them. */
 	sm_pl_next(&scratch);
 	atomic_store_explicit(&sm_pl_ready, true, memory_order_release);
+	sm_pl_run_check();	/* safe_mr-run's fail-closed check */
 }
 
 bool sm_pl_is_ibverbs(const char *path)
