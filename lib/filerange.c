@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/fs.h>
@@ -32,11 +33,17 @@ struct fr_region {
 	struct safe_mr_file_region pub;	/* first: the handle callers see */
 	pthread_mutex_t lock;
 	uint64_t *hash;			/* per page: content known to be in the file */
+	uint8_t *pstate;		/* per page: FR_UNSYNCED, FR_FORCE */
+	int wfd;			/* the descriptor writes go through */
 	size_t npages;
 	size_t map_len;
 };
 
 #define FR_BATCH 8192	/* pages per sm_writeback call: bounds memory */
+/* Written since the last good flush: if a flush fails, the kernel may have
+ * dropped it (and cleared the error), so it is written again. */
+#define FR_UNSYNCED 1
+#define FR_FORCE 2
 
 static struct fr_region *to_fr(struct safe_mr_file_region *r)
 {
@@ -103,6 +110,31 @@ static int page_span(const struct fr_region *fr, size_t offset, size_t length, s
 	return 0;
 }
 
+/* Writeback must land in place: pwrite on an O_APPEND descriptor appends.
+ * Such a descriptor is reopened without O_APPEND (the same file, through
+ * /proc/self/fd); if that is impossible the registration fails, EINVAL. */
+static int own_descriptor(int fd, int *wfd)
+{
+	char path[64];
+	struct stat a, b;
+	int fl = fcntl(fd, F_GETFL), nfd;
+
+	if (fl < 0)
+		return errno;
+	if (!(fl & O_APPEND))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	nfd = open(path, (fl & ~(O_APPEND | O_CREAT | O_EXCL | O_TRUNC)) | O_CLOEXEC);
+	if (nfd < 0)
+		return EINVAL;
+	if (fstat(fd, &a) || fstat(nfd, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		close(nfd);
+		return EINVAL;
+	}
+	*wfd = nfd;
+	return 0;
+}
+
 SM_EXPORT struct safe_mr_file_region *safe_mr_file_reg(struct ibv_pd *pd, int fd, off_t offset,
 						       size_t length, unsigned int access)
 {
@@ -129,14 +161,22 @@ SM_EXPORT struct safe_mr_file_region *safe_mr_file_reg(struct ibv_pd *pd, int fd
 	fr = calloc(1, sizeof(*fr));
 	if (!fr)
 		return NULL;
+	fr->wfd = fd;
+	err = own_descriptor(fd, &fr->wfd);
+	if (err) {
+		free(fr);
+		errno = err;
+		return NULL;
+	}
 	fr->map_len = sm_page_up(length);
 	fr->npages = fr->map_len / sm_page_size;
 	fr->hash = malloc(fr->npages * sizeof(*fr->hash));
+	fr->pstate = calloc(fr->npages, 1);
 	/* MAP_SHARED: a fork child sees the same buffer, not a COW copy */
 	fr->pub.addr = sm_sys_mmap(NULL, fr->map_len, PROT_READ | PROT_WRITE,
 				   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (!fr->hash || fr->pub.addr == MAP_FAILED) {
-		err = fr->hash ? errno : ENOMEM;
+	if (!fr->hash || !fr->pstate || fr->pub.addr == MAP_FAILED) {
+		err = fr->pub.addr == MAP_FAILED ? errno : ENOMEM;
 		goto fail;
 	}
 	err = fill(fd, fr->pub.addr, fr->map_len, offset, &got);
@@ -164,10 +204,22 @@ SM_EXPORT struct safe_mr_file_region *safe_mr_file_reg(struct ibv_pd *pd, int fd
 fail:
 	if (fr->pub.addr && fr->pub.addr != MAP_FAILED)
 		sm_sys_munmap(fr->pub.addr, fr->map_len);
+	if (fr->wfd != fd)
+		close(fr->wfd);
 	free(fr->hash);
+	free(fr->pstate);
 	free(fr);
 	errno = err;
 	return NULL;
+}
+
+/* A flush of the whole file succeeded (ok) or failed: pages written since
+ * the last good one are durable, or must be written again. */
+static void flushed(struct fr_region *fr, bool ok)
+{
+	for (size_t p = 0; p < fr->npages; p++)
+		if (fr->pstate[p] & FR_UNSYNCED)
+			fr->pstate[p] = ok ? 0 : FR_FORCE;
 }
 
 /* Write back changed pages [p0, p1); lock held.  *past_eof counts changed
@@ -204,7 +256,7 @@ static int sync_locked(struct fr_region *fr, size_t p0, size_t p1, unsigned int 
 			size_t len = sm_page_size;
 			uint64_t h = sm_page_hash(page);	/* before the write */
 
-			if (h == fr->hash[p])
+			if (h == fr->hash[p] && !(fr->pstate[p] & FR_FORCE))
 				continue;
 			if (foff >= end) {
 				(*past_eof)++;
@@ -221,12 +273,16 @@ static int sync_locked(struct fr_region *fr, size_t p0, size_t p1, unsigned int 
 		/* one fdatasync, after the last batch, covers all of them */
 		wbf = (p >= p1 && (flags & SAFE_MR_SYNC_DURABLE)) ? SM_WB_DURABLE : 0;
 		if (n || wbf) {
-			err = sm_writeback(fr->pub.fd, ext, n, wbf);
+			err = sm_writeback(fr->wfd, ext, n, wbf);
 			if (err && !first)
 				first = err;
 			for (size_t i = 0; i < n; i++)
-				if (!ext[i].err)
+				if (!ext[i].err) {
 					fr->hash[pg[i]] = nh[i];
+					fr->pstate[pg[i]] = FR_UNSYNCED;
+				}
+			if (wbf)
+				flushed(fr, err == 0);
 		}
 		if (p >= p1)
 			break;
@@ -277,13 +333,15 @@ SM_EXPORT int safe_mr_file_refresh(struct safe_mr_file_region *region, size_t of
 		size_t q, got;
 		char *buf;
 
-		if (sm_page_hash((char *)fr->pub.addr + p * sm_page_size) != fr->hash[p]) {
+		if (sm_page_hash((char *)fr->pub.addr + p * sm_page_size) != fr->hash[p] ||
+		    (fr->pstate[p] & FR_FORCE)) {
 			p++;	/* changed: the only copy of that data, keep it */
 			continue;
 		}
 		/* a run of unchanged pages: one pread */
 		for (q = p + 1; q < p1; q++)
-			if (sm_page_hash((char *)fr->pub.addr + q * sm_page_size) != fr->hash[q])
+			if (sm_page_hash((char *)fr->pub.addr + q * sm_page_size) != fr->hash[q] ||
+			    (fr->pstate[q] & FR_FORCE))
 				break;
 		buf = (char *)fr->pub.addr + p * sm_page_size;
 		err = fill(fr->pub.fd, buf, (q - p) * sm_page_size,
@@ -324,7 +382,10 @@ SM_EXPORT int safe_mr_file_dereg(struct safe_mr_file_region *region)
 	pthread_mutex_destroy(&fr->lock);
 	sm_sys_munmap(fr->pub.addr, fr->map_len);
 	SM_STAT_SUB(shadow_bytes_now, fr->map_len);
+	if (fr->wfd != fr->pub.fd)
+		close(fr->wfd);
 	free(fr->hash);
+	free(fr->pstate);
 	free(fr);
 	return 0;
 }
