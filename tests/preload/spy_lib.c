@@ -3,7 +3,8 @@
  * msync, munmap, mremap, fsync and fdatasync and forwards each to the next
  * definition.  Preloaded after safe_mr, it must see exactly the calls the
  * application made.  The program asks through dlsym: sm_spy_watch() names
- * the addresses and descriptor to count, sm_spy_count() reads a count. */
+ * the addresses and descriptor to count, sm_spy_count() reads a count,
+ * sm_spy_unwatch() stops counting. */
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -33,6 +34,13 @@ SPY_API void sm_spy_watch(void *addr, int fd)
 		if (atomic_compare_exchange_strong(&watched[i], &expected, addr))
 			break;
 	}
+}
+
+SPY_API void sm_spy_unwatch(void)
+{
+	atomic_store(&watched_fd, -1);
+	for (int i = 0; i < WATCH_MAX; i++)
+		atomic_store(&watched[i], NULL);
 }
 
 SPY_API unsigned sm_spy_count(const char *name)
