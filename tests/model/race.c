@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/* The second thread: stores a few values into the mapping, one by one, with
+ * random pauses between them, while the main thread registers or
+ * deregisters it: some land before the call, some during it, some after.
+ * Each place is written once, so each value must be in memory at the end;
+ * a store the engine loses (set-up or restore racing the CPU) is visible. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "model.h"
+
+static struct race_slot slots[8];
+static unsigned int pause_spins[8];
+static int nslots;
+static pthread_t thr;
+
+static void *racer(void *arg)
+{
+	(void)arg;
+	for (int k = 0; k < nslots; k++) {
+		for (volatile unsigned int i = 0; i < pause_spins[k]; i++)
+			;
+		/* One plain store per byte: the engine cannot tell who wrote. */
+		for (int i = 0; i < 8; i++)
+			slots[k].addr[i] = slots[k].val[i];
+	}
+	return NULL;
+}
+
+void race_start(const struct race_slot *s, int n)
+{
+	nslots = n < 8 ? n : 8;
+	memcpy(slots, s, (size_t)nslots * sizeof(*s));
+	for (int k = 0; k < nslots; k++)
+		pause_spins[k] = rn(4) ? rn(30000) : 0;
+	if (pthread_create(&thr, NULL, racer, NULL))
+		fail("pthread_create failed");
+}
+
+void race_stop(void)
+{
+	pthread_join(thr, NULL);
+}
