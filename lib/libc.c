@@ -79,7 +79,7 @@ SM_EXPORT int safe_mr_msync(void *addr, size_t length, int flags)
 	if (any_shadow() && length && a + length > a) {
 		uintptr_t s = sm_page_down(a), e = sm_page_up(a + length);
 
-		if (sm_lock_mine) {
+		if (sm_reentered()) {
 			ret = real_msync(addr, length, flags);
 			if (ret == 0 && reentered_range_shadowed(s, e)) {
 				errno = EDEADLK;
@@ -113,7 +113,7 @@ static int sync_fd(int fd, int (*real)(int))
 
 	if (!any_shadow() || fstat(fd, &st))
 		return real(fd);
-	if (sm_lock_mine) {
+	if (sm_reentered()) {
 		ret = real(fd);
 		if (ret == 0 && sm_file_lookup(st.st_dev, st.st_ino)) {
 			errno = EDEADLK;
@@ -172,7 +172,7 @@ SM_EXPORT int safe_mr_munmap(void *addr, size_t length)
 	uintptr_t a = (uintptr_t)addr;
 	int ret;
 
-	if (!any_shadow() || sm_lock_mine || !length || a + length < a)
+	if (!any_shadow() || sm_reentered() || !length || a + length < a)
 		return real_munmap(addr, length);
 	sm_lock_take();
 	ret = real_munmap(addr, length);
@@ -191,7 +191,7 @@ SM_EXPORT void *safe_mr_mremap(void *old_address, size_t old_size, size_t new_si
 
 	/* The engine's own moves (restoring a file mapping) come back here
 	 * through the preload library: they are the real thing. */
-	if (!any_shadow() || sm_lock_mine || !old_size || a + old_size < a)
+	if (!any_shadow() || sm_reentered() || !old_size || a + old_size < a)
 		return real_mremap(old_address, old_size, new_size, flags, new_address);
 	sm_lock_take();
 	ret = sm_mremap_range(old_address, old_size, new_size, flags, new_address, real_mremap);

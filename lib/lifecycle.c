@@ -164,7 +164,7 @@ __attribute__((destructor)) static void lifecycle_fini(void)
 {
 	flusher_stop();
 	if (atomic_load(&sm_nchunks)) {
-		int err = sm_lock_mine ? EDEADLK : safe_mr_sync_all(SAFE_MR_SYNC_DURABLE);
+		int err = sm_reentered() ? EDEADLK : safe_mr_sync_all(SAFE_MR_SYNC_DURABLE);
 
 		if (err)
 			sm_error("at exit: shadowed data could not be written back: %s",

@@ -6,6 +6,7 @@
 
 pthread_mutex_t sm_lock = PTHREAD_MUTEX_INITIALIZER;
 __thread bool sm_lock_mine __attribute__((tls_model("initial-exec")));
+__thread unsigned int sm_api_depth __attribute__((tls_model("initial-exec")));
 
 /* glibc clears __libc_single_threaded at the first pthread_create and never
  * sets it again: conservative, and free (no /proc/self/task scan).  Kernel

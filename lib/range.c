@@ -6,7 +6,7 @@
 #include "safe_mr.h"
 #include "shadow.h"
 
-SM_EXPORT int safe_mr_range_acquire(void *addr, size_t length, unsigned int access,
+static int safe_mr_range_acquire_body(void *addr, size_t length, unsigned int access,
 				    const void *owner, struct safe_mr_range **range)
 {
 	struct sm_hold *h;
@@ -28,6 +28,17 @@ SM_EXPORT int safe_mr_range_acquire(void *addr, size_t length, unsigned int acce
 	return err;
 }
 
+SM_EXPORT int safe_mr_range_acquire(void *addr, size_t length, unsigned int access,
+				    const void *owner, struct safe_mr_range **range)
+{
+	int r;
+
+	sm_api_depth++;
+	r = safe_mr_range_acquire_body(addr, length, access, owner, range);
+	sm_api_depth--;
+	return r;
+}
+
 SM_EXPORT int safe_mr_range_sync(struct safe_mr_range *range, size_t offset, size_t length,
 				 unsigned int flags)
 {
@@ -37,11 +48,21 @@ SM_EXPORT int safe_mr_range_sync(struct safe_mr_range *range, size_t offset, siz
 			    flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
 }
 
-SM_EXPORT int safe_mr_range_release(struct safe_mr_range *range)
+static int safe_mr_range_release_body(struct safe_mr_range *range)
 {
 	if (!range)
 		return EINVAL;
 	return sm_hold_release((struct sm_hold *)range);
+}
+
+SM_EXPORT int safe_mr_range_release(struct safe_mr_range *range)
+{
+	int r;
+
+	sm_api_depth++;
+	r = safe_mr_range_release_body(range);
+	sm_api_depth--;
+	return r;
 }
 
 SM_EXPORT size_t safe_mr_range_shadowed(const struct safe_mr_range *range)
@@ -62,7 +83,7 @@ SM_EXPORT int safe_mr_sync_owner(const void *owner, unsigned int flags)
 	return err;
 }
 
-SM_EXPORT int safe_mr_release_owner(const void *owner)
+static int safe_mr_release_owner_body(const void *owner)
 {
 	int first = 0;
 
@@ -84,6 +105,16 @@ SM_EXPORT int safe_mr_release_owner(const void *owner)
 			sm_hold_defer(h);
 		}
 	}
+}
+
+SM_EXPORT int safe_mr_release_owner(const void *owner)
+{
+	int r;
+
+	sm_api_depth++;
+	r = safe_mr_release_owner_body(owner);
+	sm_api_depth--;
+	return r;
 }
 
 SM_EXPORT int safe_mr_fi_sync(struct fid_mr *mr, unsigned int flags)

@@ -69,7 +69,7 @@ static struct ibv_mr *reg_shadowed(const struct sm_verbs *v, struct ibv_pd *pd, 
 	return mr;
 }
 
-SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova2(struct ibv_pd *pd, void *addr, size_t length,
+static struct ibv_mr *safe_mr_reg_mr_iova2_body(struct ibv_pd *pd, void *addr, size_t length,
 					      uint64_t iova, unsigned int access)
 {
 	const struct sm_verbs *v;
@@ -121,6 +121,17 @@ SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova2(struct ibv_pd *pd, void *addr, siz
 	return reg_shadowed(v, pd, addr, length, iova, access, false);
 }
 
+SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova2(struct ibv_pd *pd, void *addr, size_t length,
+					      uint64_t iova, unsigned int access)
+{
+	struct ibv_mr *r;
+
+	sm_api_depth++;
+	r = safe_mr_reg_mr_iova2_body(pd, addr, length, iova, access);
+	sm_api_depth--;
+	return r;
+}
+
 SM_EXPORT struct ibv_mr *safe_mr_reg_mr(struct ibv_pd *pd, void *addr, size_t length, int access)
 {
 	return safe_mr_reg_mr_iova2(pd, addr, length, (uintptr_t)addr, (unsigned int)access);
@@ -132,7 +143,7 @@ SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova(struct ibv_pd *pd, void *addr, size
 	return safe_mr_reg_mr_iova2(pd, addr, length, iova, (unsigned int)access);
 }
 
-SM_EXPORT int safe_mr_dereg_mr(struct ibv_mr *mr)
+static int safe_mr_dereg_mr_body(struct ibv_mr *mr)
 {
 	const struct sm_verbs *v;
 	int err;
@@ -162,7 +173,17 @@ SM_EXPORT int safe_mr_dereg_mr(struct ibv_mr *mr)
 	return 0;
 }
 
-SM_EXPORT int safe_mr_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *addr,
+SM_EXPORT int safe_mr_dereg_mr(struct ibv_mr *mr)
+{
+	int r;
+
+	sm_api_depth++;
+	r = safe_mr_dereg_mr_body(mr);
+	sm_api_depth--;
+	return r;
+}
+
+static int safe_mr_rereg_mr_body(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *addr,
 			       size_t length, int access)
 {
 	const struct sm_verbs *v = sm_real_verbs();
@@ -213,6 +234,17 @@ SM_EXPORT int safe_mr_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, 
 	else
 		sm_hold_abort(h);
 	return 0;
+}
+
+SM_EXPORT int safe_mr_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *addr,
+			       size_t length, int access)
+{
+	int r;
+
+	sm_api_depth++;
+	r = safe_mr_rereg_mr_body(mr, flags, pd, addr, length, access);
+	sm_api_depth--;
+	return r;
 }
 
 SM_EXPORT int safe_mr_sync(struct ibv_mr *mr, size_t offset, size_t length, unsigned int flags)

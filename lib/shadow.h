@@ -79,6 +79,14 @@ static inline void sm_lock_drop(void)
 	pthread_mutex_unlock(&sm_lock);
 	sm_lock_mine = false;
 }
+/* Depth of safe_mr calls on this thread that run code (the real verbs
+ * calls, malloc) a signal handler must not re-enter. */
+extern __thread unsigned int sm_api_depth __attribute__((tls_model("initial-exec")));
+/* Called from a signal handler that interrupted safe_mr on this thread? */
+static inline bool sm_reentered(void)
+{
+	return sm_lock_mine || sm_api_depth;
+}
 /* Could another thread of this process write memory right now? */
 bool sm_threads(void);
 
