@@ -298,6 +298,7 @@ int main(int argc, char **argv)
 	double timeout = 30;
 	int c, pfd[2], efd[2], status, err;
 	char *end;
+	pid_t parent;
 
 	if (argv[0] && strrchr(argv[0], '/'))
 		argv0 = strrchr(argv[0], '/') + 1;
@@ -413,6 +414,7 @@ int main(int argc, char **argv)
 		refuse("pipe: %s", strerror(errno));
 	install_forwarding();
 	fflush(NULL);
+	parent = getpid();
 	child = fork();
 	if (child < 0)
 		refuse("fork: %s", strerror(errno));
@@ -421,6 +423,8 @@ int main(int argc, char **argv)
 
 		/* The program must not outlive us (mpirun kills us, not it). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)	/* died before the prctl */
+			_exit(127);
 		close(pfd[0]);
 		close(efd[0]);
 		fcntl(pfd[1], F_SETFD, 0);
