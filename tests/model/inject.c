@@ -5,11 +5,7 @@
  * to a supervisor process (SECCOMP_RET_USER_NOTIF), which answers "go on"
  * or, when armed, fails the call on one of the model's files with EIO or
  * ENOSPC.  The engine's own code paths see a real failing system call.
- *
- * The supervisor also notes which pages of each file were written after
- * the last successful flush: when it fails a flush, those pages are what a
- * kernel may have dropped (the fsyncgate lesson), and the model makes them
- * "lost" on disk so that only a rewrite brings them back.
+
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +23,6 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "model.h"
@@ -40,14 +35,12 @@
 
 struct inj_shared {
 	_Atomic int left, err, what, target;
-	_Atomic unsigned long hits[NF];
+	_Atomic unsigned long hits[NF], flush_fails[NF];
 	_Atomic int busy;	/* a notification is being handled */
 	dev_t dev;
 	ino_t ino[NF];
 	pid_t model_pid;
 	int model_fd[NF];
-	_Atomic uint8_t written[NF][MAXPG];
-	_Atomic uint8_t lost[NF][MAXPG];
 };
 static struct inj_shared *sh;
 
@@ -75,10 +68,9 @@ unsigned long inj_hits(int f)
 	return sh ? atomic_load(&sh->hits[f]) : 0;
 }
 
-void inj_take_lost(int f, uint8_t lost[MAXPG])
+unsigned long inj_flush_fails(int f)
 {
-	for (int p = 0; p < MAXPG; p++)
-		lost[p] = sh ? atomic_exchange(&sh->lost[f][p], 0) : 0;
+	return sh ? atomic_load(&sh->flush_fails[f]) : 0;
 }
 
 /* Which model file does descriptor fd of process pid refer to?  -1: none. */
@@ -94,29 +86,6 @@ static int which_file(pid_t pid, int fd)
 		if (st.st_ino == sh->ino[f])
 			return f;
 	return -1;
-}
-
-static void note_written(int f, uint64_t off, uint64_t len)
-{
-	for (uint64_t p = off / PS; len && p < MAXPG && p * PS < off + len; p++)
-		atomic_store(&sh->written[f][p], 1);
-}
-
-/* Bytes a pwritev of process pid would write. */
-static uint64_t iov_len(pid_t pid, uint64_t iov_addr, uint64_t cnt)
-{
-	struct iovec local[64], remote = { (void *)iov_addr, 0 };
-	uint64_t total = 0;
-
-	if (cnt > 64)
-		cnt = 64;
-	remote.iov_len = cnt * sizeof(struct iovec);
-	struct iovec l = { local, remote.iov_len };
-	if (syscall(SYS_process_vm_readv, pid, &l, 1, &remote, 1, 0) != (ssize_t)remote.iov_len)
-		return (uint64_t)MAXPG * PS;	/* cannot tell: assume all */
-	for (uint64_t i = 0; i < cnt; i++)
-		total += local[i].iov_len;
-	return total;
 }
 
 static void answer(int lfd, struct seccomp_notif *req)
@@ -139,17 +108,7 @@ static void answer(int lfd, struct seccomp_notif *req)
 			resp.flags = 0;
 			resp.error = -atomic_load(&sh->err);
 			if (flush)
-				for (int p = 0; p < MAXPG; p++)
-					if (atomic_load(&sh->written[f][p]))
-						atomic_store(&sh->lost[f][p], 1);
-		} else if (flush) {
-			for (int p = 0; p < MAXPG; p++)
-				atomic_store(&sh->written[f][p], 0);
-		} else if (nr == SYS_pwrite64) {
-			note_written(f, req->data.args[3], req->data.args[2]);
-		} else if (nr == SYS_pwritev || nr == SYS_pwritev2) {
-			note_written(f, req->data.args[3],
-				     iov_len(req->pid, req->data.args[1], req->data.args[2]));
+				atomic_fetch_add(&sh->flush_fails[f], 1);
 		}
 	}
 	/* ENOENT: the caller was interrupted meanwhile; nothing to do. */
@@ -161,6 +120,10 @@ static void supervise(int lfd)
 	struct seccomp_notif *req = calloc(1, 4096);
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Hold nothing of the model's: its files, the loop mount. */
+	for (int fd = 3; fd < 1024; fd++)
+		if (fd != lfd)
+			close(fd);
 	for (;;) {
 		memset(req, 0, 4096);
 		if (ioctl(lfd, SECCOMP_IOCTL_NOTIF_RECV, req)) {

@@ -4,7 +4,7 @@
  * against a reference model of the README's coherence model.
  *
  *   test_model [--seed N] [--ops N] [--epoch N] [--errors]
- *              [--enable=race,failed_unmap,mremap,fsyncgate,ro,strict_errors|all]
+ *              [--enable=race,failed_unmap,mremap,fsyncgate,strict_errors|all]
  *              [--drop-nic-write N] [--dir D] [-v]
  *
  * The run is split into epochs of --epoch operations, each in a fresh
@@ -59,11 +59,54 @@ void rnd_seed(uint64_t s)
 	}
 }
 
+/* Durable sync points are a large part of the operations: on a real disk
+ * each flush waits for it.  As root, the files live on an ext4 of their
+ * own, in a loop-mounted image in memory (still ext4, still shadowed, but
+ * a flush costs microseconds).  Elsewhere: the directory as it is. */
+static char mnt[600];
+
+static const char *loop_mount(const char *dir)
+{
+	char img[] = "/dev/shm/safe_mr_model_XXXXXX", cmd[2000];
+	int fd;
+
+	if (geteuid() != 0 || getenv("MODEL_NO_LOOP"))
+		return dir;
+	fd = mkstemp(img);
+	if (fd < 0)
+		return dir;
+	close(fd);
+	snprintf(mnt, sizeof(mnt), "%.580s/mnt", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "truncate -s 32M %s && mkfs.ext4 -q -F -O ^has_journal %s >/dev/null 2>&1 && mkdir -p %s && mount -o loop %s %s",
+		 img, img, mnt, img, mnt);
+	if (system(cmd)) {
+		fprintf(stderr, "note: no loop-mounted ext4 (%s): files on %s, durable syncs at disk speed\n",
+			cmd, dir);
+		unlink(img);
+		mnt[0] = '\0';
+		return dir;
+	}
+	unlink(img);	/* the loop device keeps it while mounted */
+	return mnt;
+}
+
+static void loop_umount(void)
+{
+	char cmd[1400];
+
+	if (!mnt[0])
+		return;
+	snprintf(cmd, sizeof(cmd), "umount %s 2>/dev/null || umount -l %s", mnt, mnt);
+	if (system(cmd))
+		fprintf(stderr, "cannot umount %s\n", mnt);
+}
+
 static unsigned int parse_gates(const char *s)
 {
 	static const struct { const char *name; unsigned int bit; } g[] = {
 		{ "race", GATE_RACE }, { "failed_unmap", GATE_FAILED_UNMAP },
-		{ "mremap", GATE_MREMAP }, { "fsyncgate", GATE_FSYNCGATE }, { "ro", GATE_RO },
+		{ "mremap", GATE_MREMAP }, { "fsyncgate", GATE_FSYNCGATE },
 		{ "strict_errors", GATE_STRICT_ERR }, { "all", ~0u },
 	};
 	unsigned int bits = 0;
@@ -132,7 +175,7 @@ int main(int argc, char **argv)
 			dir);
 		return negative ? 0 : 2;
 	}
-	opt.dir = dir;
+	opt.dir = loop_mount(dir);
 	rnd_seed(opt.seed);
 	model_create_files();
 	for (unsigned long done = 0, e = 0; done < opt.ops && !status; e++) {
@@ -165,6 +208,7 @@ int main(int argc, char **argv)
 		status = model_check_images((int)e);
 		done += n;
 	}
+	loop_umount();
 	if (!status) {
 		char cmd[700];
 

@@ -190,7 +190,7 @@ static bool file_clean(int f)
 struct inj {
 	bool armed;
 	int err;
-	unsigned long hits0[NF];
+	unsigned long hits0[NF], flush0[NF];
 };
 
 static void arm(struct inj *c, const bool files[NF])
@@ -205,8 +205,10 @@ static void arm(struct inj *c, const bool files[NF])
 			cand[n++] = f;
 	c->armed = true;
 	c->err = chance(50) ? EIO : ENOSPC;
-	for (int f = 0; f < NF; f++)
+	for (int f = 0; f < NF; f++) {
 		c->hits0[f] = inj_hits(f);
+		c->flush0[f] = inj_flush_fails(f);
+	}
 	inj_arm(n && chance(70) ? cand[rn((uint32_t)n)] : -1, 1 + (int)rn(2), c->err,
 		1 + (int)rn(3));
 }
@@ -225,41 +227,18 @@ static bool disarm(struct inj *c, bool hit[NF])
 	return any;
 }
 
-/* After a failed flush: the pages written since the last good one are what
- * a kernel may have dropped.  With the fsyncgate class on, the disk loses
- * them for real (poison), and the engine owes a rewrite of each page it
- * still holds: the next writeback that covers it must write it. */
-static void absorb_lost(void)
+/* The engine's durability bookkeeping after a call that wrote back files
+ * `files` (durable: it flushed them; else only a real fsync of fsync_f). */
+static void absorb(const struct inj *c, const bool files[NF], const bool hit[NF], bool durable,
+		   int fsync_f)
 {
-	uint8_t lost[MAXPG];
-
 	for (int f = 0; f < NF; f++) {
-		inj_take_lost(f, lost);
-		if (!(opt.gates & GATE_FSYNCGATE))
-			continue;
-		for (int p = 0; p < maxp[f]; p++) {
-			struct mfile *m = &mf[f];
-			size_t off = (size_t)p * PS, len;
-			int owner = -1, n = 0;
+		bool flushfail = c->armed && inj_flush_fails(f) > c->flush0[f];
 
-			if (!lost[p] || off >= m->size)
-				continue;
-			for (int i = 0; i < NSH; i++)
-				if (shs[i].live && shs[i].f == f && shs[i].fp == p)
-					owner = i, n++;
-			if (n != 1)
-				continue;
-			len = m->size - off < PS ? m->size - off : PS;
-			for (size_t o = 0; o < len; o++)
-				m->data[off + o] = poison_byte(off + o);
-			if (pwrite(m->fd, m->data + off, len, (off_t)off) != (ssize_t)len)
-				fail("poison pwrite: %s", strerror(errno));
-			m->unk[p] = false;
-			m->poisoned[p] = owner + 1;
-			shs[owner].maybe = false;
-			shs[owner].force = true;
-			note("file %d page %d lost by the failed flush", f, p);
-		}
+		if (f == fsync_f)
+			model_flushed(f, !flushfail, flushfail);
+		else if (durable && files[f])
+			model_flushed(f, !hit[f], flushfail);
 	}
 }
 
@@ -449,7 +428,7 @@ static void op_dereg(int k)
 			mf[g_file(g)].unk[g_fp(g)] = true;
 		}
 	}
-	absorb_lost();
+	absorb(&c, files, hit, true, -1);
 	check_pages(m->g0, m->np);
 	if (!rc && !race)
 		check_files(files);
@@ -632,7 +611,7 @@ static void op_msync(void)
 		fail("msync failed: %s", strerror(e));
 	}
 	model_wb(sel, ns, anyhit ? hit : NULL);
-	absorb_lost();
+	absorb(&c, files, hit, flags & MS_SYNC, -1);
 	check_pages(g0, n);
 	if (!rc && (flags & MS_SYNC))
 		check_files(files);
@@ -661,7 +640,7 @@ static void op_fsync(void)
 		if (shs[sel[k]].live && !shs[sel[k]].mapped && !shs[sel[k]].refs &&
 		    !sh_dirty(&shs[sel[k]]))
 			sh_kill(sel[k]);
-	absorb_lost();
+	absorb(&c, files, hit, false, f);
 	if (!rc)
 		check_file(f);
 }
@@ -704,7 +683,7 @@ static void op_mr_sync(void)
 	note("safe_mr_sync MR %d +%zu len %zu flags %u (%d pages) -> %d", k, off, len, flags, ns, rc);
 	expect_rc("safe_mr_sync", rc, anyhit, &c);
 	model_wb(sel, ns, anyhit ? hit : NULL);
-	absorb_lost();
+	absorb(&c, files, hit, flags, -1);
 	if (!rc && flags)
 		check_files(files);
 }
@@ -726,7 +705,7 @@ static void op_sync_all(void)
 	note("safe_mr_sync_all %u -> %d", flags, rc);
 	expect_rc("safe_mr_sync_all", rc, anyhit, &c);
 	model_wb(sel, ns, anyhit ? hit : NULL);
-	absorb_lost();
+	absorb(&c, files, hit, flags, -1);
 	if (!rc && flags)
 		check_files(files);
 }
@@ -789,7 +768,7 @@ static void op_munmap(void)
 	if (!rc && mmap(g_addr(g0), (size_t)n * PS, PROT_NONE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != g_addr(g0))
 		fail("placeholder mmap: %s", strerror(errno));
-	absorb_lost();
+	absorb(&c, files, hit, false, -1);
 	check_pages(g0 - 1, n + 2);
 }
 
@@ -904,7 +883,7 @@ static void op_fork(void)
 		if (!file_clean(t))
 			nw = 0;
 	note("fork: child writes %d places, then %s", nw,
-	     how == 0 ? "exit()" : how == 1 ? "_exit()" : "fsync + exit()");
+	     how == 0 ? "exit()" : how == 1 ? "_exit()" : "msync + exit()");
 	fflush(stderr);
 	pid = fork();
 	if (pid < 0)
@@ -926,8 +905,8 @@ static void op_fork(void)
 		}
 		for (int i = 0; i < nw; i++)
 			memcpy(g_addr(w[i].g) + w[i].o, w[i].v, w[i].len);
-		if (how == 2)
-			safe_mr_fsync(mf[0].fd);
+		if (how == 2)	/* not a flush syscall: the parent's engine cannot see it */
+			safe_mr_msync(region, (size_t)NG * PS, MS_SYNC);
 		if (how == 1)
 			_exit(0);
 		exit(0);
@@ -998,6 +977,9 @@ static void op_rereg(void)
 	}
 	model_wb(old, nold, NULL);
 	sel_files(old, nold, files);
+	for (int f = 0; f < NF; f++)
+		if (files[f])
+			model_flushed(f, true, false);
 	for (int i = 0; i < nold; i++)
 		sh_unref(old[i]);
 	check_all();
@@ -1123,7 +1105,7 @@ void model_epoch(unsigned long first_op, unsigned long ops, int epoch)
 			op_fork();
 		else
 			op_rereg();
-		if ((i & 31) == 31)
+		if ((i & 63) == 63)
 			check_all();
 	}
 	check_all();

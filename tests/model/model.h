@@ -35,8 +35,6 @@ enum {
 	GATE_FAILED_UNMAP = 1 << 1, /* munmap/mremap calls that fail (5) */
 	GATE_MREMAP = 1 << 2,	  /* mremap moves of shadowed ranges (5, 11) */
 	GATE_FSYNCGATE = 1 << 3,  /* a failed flush loses every page since the last good one (6) */
-	GATE_RO = 1 << 4,	  /* read-only MR sees what the CPU sees (10) */
-	GATE_FORK_LIVE = 1 << 5,  /* a child alive across the parent's dereg/reg (1) */
 	GATE_STRICT_ERR = 1 << 6, /* every injected error surfaces at the call (13) */
 };
 
@@ -83,10 +81,8 @@ void inj_arm(int f, int n, int err, int what);
 void inj_disarm(void);
 /* Injections done on file f so far. */
 unsigned long inj_hits(int f);
-/* Pages of file f that were written (by anything but the model's own
- * descriptors) after the last successful flush when a flush failed since
- * the last call; cleared by the call. */
-void inj_take_lost(int f, uint8_t lost[MAXPG]);
+/* Failed flushes (fsync/fdatasync) of file f so far. */
+unsigned long inj_flush_fails(int f);
 bool inj_active(void);
 
 /* ---- the second thread (race.c) ---- */

@@ -99,11 +99,49 @@ void model_wb(const int *sel, int n, const bool hit[NF])
 			continue;
 		}
 		len = m->size - off < PS ? m->size - off : PS;
+		note("  model: file %d page %d written back (shadow %d)", s->f, s->fp, sel[k]);
 		memcpy(m->data + off, s->content, len);
 		memcpy(s->base, s->content, PS);
 		s->maybe = s->force = false;
+		s->unsynced = true;
 		m->unk[s->fp] = false;
 		m->poisoned[s->fp] = 0;
+	}
+}
+
+void model_flushed(int f, bool ok, bool lost)
+{
+	struct mfile *m = &mf[f];
+	int owners[MAXPG];
+
+	for (int p = 0; p < MAXPG; p++)
+		owners[p] = -1;
+	for (int i = 0; i < NSH; i++) {
+		struct shadow *s = &shs[i];
+
+		if (!s->live || s->f != f || !s->unsynced)
+			continue;
+		s->unsynced = false;
+		if (ok)
+			continue;
+		s->force = true;
+		/* two shadows of one page: which rewrite lands last is open */
+		owners[s->fp] = owners[s->fp] == -1 ? i : -2;
+	}
+	for (int p = 0; lost && (opt.gates & GATE_FSYNCGATE) && p < MAXPG; p++) {
+		size_t off = (size_t)p * PS, len;
+
+		if (owners[p] < 0 || off >= m->size)
+			continue;
+		len = m->size - off < PS ? m->size - off : PS;
+		for (size_t o = 0; o < len; o++)
+			m->data[off + o] = poison_byte(off + o);
+		if (pwrite(m->fd, m->data + off, len, (off_t)off) != (ssize_t)len)
+			fail("poison pwrite: %s", strerror(errno));
+		m->unk[p] = false;
+		m->poisoned[p] = owners[p] + 1;
+		shs[owners[p]].maybe = false;
+		note("file %d page %d lost by the failed flush", f, p);
 	}
 }
 
@@ -169,6 +207,16 @@ void check_page(int g)
 		for (size_t o = 0; o < PS; o++)
 			if (p[o] != c[o])
 				report_page(g, p, o, c[o]);
+	}
+	{
+		int f = g_file(g), fp = g_fp(g);
+		size_t off = (size_t)fp * PS, n;
+
+		if (off >= mf[f].size || mf[f].unk[fp] || mf[f].poisoned[fp])
+			return;
+		n = mf[f].size - off < PS ? mf[f].size - off : PS;
+		if (memcmp(p, mf[f].data + off, n) == 0)
+			return;
 	}
 	for (size_t o = 0; o < PS; o++)
 		if (view_byte(g, o, &b) && p[o] != b)

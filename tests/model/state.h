@@ -22,7 +22,8 @@ struct shadow {
 	bool maybe;		/* dirty or not, we cannot tell (a race or a failed
 				 * writeback): the file page is unknown until the next
 				 * writeback of it, which must write it */
-	bool force;		/* the file lost it after a failed flush: must be rewritten */
+	bool force;		/* must be rewritten (a durable writeback of its file failed) */
+	bool unsynced;		/* written back since its file's last good flush */
 	uint8_t *content, *base; /* now; as last read from / written to the file */
 };
 
@@ -80,6 +81,11 @@ bool view_byte(int g, size_t o, uint8_t *b);
  * EOF); files in `hit` had an injected failure during the call: their
  * selected dirty pages become "maybe". */
 void model_wb(const int *sel, int n, const bool hit[NF]);
+/* The end of a durable writeback of file f (or a real fsync): ok, every
+ * page written since the last good flush is on disk; else the engine owes
+ * a rewrite of each of them; `lost`: the flush itself failed, the kernel
+ * may have dropped them (simulated with --enable=fsyncgate). */
+void model_flushed(int f, bool ok, bool lost);
 /* Release one reference of shadow i (dereg); restore when none left. */
 void sh_unref(int i);
 
