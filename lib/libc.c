@@ -19,39 +19,59 @@
 #include "safe_mr.h"
 #include "shadow.h"
 
-static struct sm_libc_next next;
+/* The next definitions (libc_next.h), published once complete: the
+ * preload library may hand them over from any thread at any time. */
+static struct sm_libc_next next_copy;
+static _Atomic(const struct sm_libc_next *) next_fns;
 
 SM_EXPORT void sm_set_libc_next(const struct sm_libc_next *n)
 {
-	struct sm_libc_next z = { 0 };
+	atomic_store_explicit(&next_fns, NULL, memory_order_release);
+	if (n) {
+		next_copy = *n;
+		atomic_store_explicit(&next_fns, &next_copy, memory_order_release);
+	}
+}
 
-	next = n ? *n : z;
+static inline const struct sm_libc_next *libc_next(void)
+{
+	return atomic_load_explicit(&next_fns, memory_order_acquire);
 }
 
 static int real_msync(void *addr, size_t len, int flags)
 {
-	return next.msync ? next.msync(addr, len, flags) : sm_sys_msync(addr, len, flags);
+	const struct sm_libc_next *n = libc_next();
+
+	return n && n->msync ? n->msync(addr, len, flags) : sm_sys_msync(addr, len, flags);
 }
 
 static int real_munmap(void *addr, size_t len)
 {
-	return next.munmap ? next.munmap(addr, len) : sm_sys_munmap(addr, len);
+	const struct sm_libc_next *n = libc_next();
+
+	return n && n->munmap ? n->munmap(addr, len) : sm_sys_munmap(addr, len);
 }
 
 static void *real_mremap(void *old, size_t old_size, size_t new_size, int flags, void *new_addr)
 {
-	return next.mremap ? next.mremap(old, old_size, new_size, flags, new_addr)
-			   : sm_sys_mremap(old, old_size, new_size, flags, new_addr);
+	const struct sm_libc_next *n = libc_next();
+
+	return n && n->mremap ? n->mremap(old, old_size, new_size, flags, new_addr)
+			      : sm_sys_mremap(old, old_size, new_size, flags, new_addr);
 }
 
 static int real_fsync(int fd)
 {
-	return next.fsync ? next.fsync(fd) : sm_sys_fsync(fd);
+	const struct sm_libc_next *n = libc_next();
+
+	return n && n->fsync ? n->fsync(fd) : sm_sys_fsync(fd);
 }
 
 static int real_fdatasync(int fd)
 {
-	return next.fdatasync ? next.fdatasync(fd) : sm_sys_fdatasync(fd);
+	const struct sm_libc_next *n = libc_next();
+
+	return n && n->fdatasync ? n->fdatasync(fd) : sm_sys_fdatasync(fd);
 }
 
 static inline bool any_shadow(void)
@@ -172,15 +192,18 @@ SM_EXPORT int safe_mr_munmap(void *addr, size_t length)
 	uintptr_t a = (uintptr_t)addr;
 	int ret;
 
-	if (!any_shadow() || sm_reentered() || !length || a + length < a)
-		return real_munmap(addr, length);
-	sm_lock_take();
+	/* The real call runs outside the engine lock: memory hooks behind it
+	 * (UCX, libfabric, Open MPI) may call back into verbs.  A registration
+	 * racing it at the same address finds the VMA changed (detach_stale). */
 	ret = real_munmap(addr, length);
-	if (ret == 0 && sm_unmapped_range(sm_page_down(a), sm_page_up(a + length)))
+	if (ret || !any_shadow() || sm_reentered() || !length || a + length < a)
+		return ret;
+	sm_lock_take();
+	if (sm_unmapped_range(sm_page_down(a), sm_page_up(a + length)))
 		sm_error("munmap: shadowed data could not be written back; kept for the "
 			 "next sync point of its file");
 	sm_lock_drop();
-	return ret;
+	return 0;
 }
 
 SM_EXPORT void *safe_mr_mremap(void *old_address, size_t old_size, size_t new_size, int flags,
