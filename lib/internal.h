@@ -118,6 +118,8 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 /* Or'ed into access: if nothing needed a shadow, *out is NULL (no hold to
  * track or release: the pass-through fast path). */
 #define SM_ACQUIRE_DROP_EMPTY (1u << 31)
+/* Or'ed into access: check the range, shadow nothing (SAFE_MR_MODE=off). */
+#define SM_ACQUIRE_NOTHING (1u << 30)
 int sm_hold_release(struct sm_hold *h);	/* writeback durable + drop */
 void sm_hold_abort(struct sm_hold *h);	/* drop without writeback (failed reg) */
 int sm_hold_sync(struct sm_hold *h, size_t off, size_t len, unsigned int flags);

@@ -19,7 +19,7 @@ static int safe_mr_range_acquire_body(void *addr, size_t length, unsigned int ac
 	SM_STAT_ADD(registrations, 1);
 	if (sm_cfg.mode == SM_MODE_OFF) {
 		/* Still a valid handle, shadowing nothing. */
-		err = sm_hold_acquire(addr, length, 0, false, owner, &h);
+		err = sm_hold_acquire(addr, length, SM_ACQUIRE_NOTHING, false, owner, &h);
 	} else {
 		err = sm_hold_acquire(addr, length, access, false, owner, &h);
 	}

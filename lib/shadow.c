@@ -667,7 +667,7 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 			err = EFAULT;
 	if (!n || v[n - 1].end != e)
 		err = EFAULT;
-	for (size_t k = 0; k < n && !err; k++)
+	for (size_t k = 0; k < n && !err && !(access & SM_ACQUIRE_NOTHING); k++)
 		err = acquire_vma(h, &v[k], write, force_all);
 	if (err) {
 		/* Restores what we shadowed, merging what threads wrote meanwhile. */
