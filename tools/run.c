@@ -464,8 +464,8 @@ int main(int argc, char **argv)
 			refuse("%s: safe_mr is not active in it (%s); stopped it (pid %d)",
 			       prog, reason, (int)child);
 		}
-		unprotected("%s: safe_mr was not active in it (%s); it ran unprotected and exited "
-		       "with status %d", prog, reason,
+		unprotected("%s: safe_mr was not active in it (%s); it exited with status %d "
+			    "without safe_mr", prog, reason,
 		       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 	}
 	while (waitpid(child, &status, 0) < 0)

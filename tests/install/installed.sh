@@ -46,7 +46,7 @@ check_tree() { # ROOT: the installed prefix's files, run from ROOT
 		ok "$tag: preload shadows a file registration" || { bad "$tag: preload registration:"; show "$out"; }
 
 	# Tools.
-	out=$("$B/safe_mr-run" -- sh -c 'echo "LD_PRELOAD=$LD_PRELOAD"' 2>&1); rc=$?
+	out=$(LD_PRELOAD=$test_preload "$B/safe_mr-run" -- sh -c 'echo "LD_PRELOAD=$LD_PRELOAD"' 2>&1); rc=$?
 	want=$(realpath "$pl")
 	[ -n "$test_preload" ] && want=$test_preload:$want
 	[ $rc -eq 0 ] && printf '%s\n' "$out" | grep -qxF "LD_PRELOAD=$want" &&
@@ -61,7 +61,7 @@ assert d["libfabric"]["hook"] == "active", d["libfabric"]
 assert os.path.realpath(d["libfabric"]["provider_dir"]) == os.path.realpath(sys.argv[1]), d["libfabric"]
 ' "$P" && ok "$tag: safe_mr-info: libfabric loads and applies the installed hook" ||
 			{ bad "$tag: safe_mr-info hook:"; show "$json"; }
-		out=$("$B/safe_mr-run" --fabric -- sh -c 'echo "FI_PROVIDER_PATH=$FI_PROVIDER_PATH"' 2>&1)
+		out=$(LD_PRELOAD=$test_preload "$B/safe_mr-run" --fabric -- sh -c 'echo "FI_PROVIDER_PATH=$FI_PROVIDER_PATH"' 2>&1)
 		printf '%s\n' "$out" | grep -qxF "FI_PROVIDER_PATH=$(realpath "$P")" &&
 			ok "$tag: safe_mr-run --fabric: the installed provider directory" ||
 			{ bad "$tag: safe_mr-run --fabric:"; show "$out"; }
@@ -98,11 +98,11 @@ esac
 # --fabric (libfabric cannot load the hook: the probe sees it).
 L=$root${libdir#"$prefix"} B=$root${bindir#"$prefix"}
 rm -f "$L"/libsafe_mr.so*
-out=$("$B/safe_mr-run" -- true 2>&1); rc=$?
+out=$(LD_PRELOAD=$test_preload "$B/safe_mr-run" -- true 2>&1); rc=$?
 [ $rc -eq 126 ] && printf '%s\n' "$out" | grep -q 'safe_mr was not active in it' &&
 	ok "engine removed: safe_mr-run refuses (126)" || { bad "engine removed (rc $rc):"; show "$out"; }
 if [ -f "$root${provdir#"$prefix"}/libsafe_mr-fi.so" ]; then
-	out=$("$B/safe_mr-run" --fabric -- true 2>&1); rc=$?
+	out=$(LD_PRELOAD=$test_preload "$B/safe_mr-run" --fabric -- true 2>&1); rc=$?
 	[ $rc -eq 126 ] && printf '%s\n' "$out" | grep -q 'the libfabric hook is not usable (not-loaded)' &&
 		ok "engine removed: safe_mr-run --fabric refuses (hook not loaded)" ||
 		{ bad "engine removed, --fabric (rc $rc):"; show "$out"; }

@@ -94,7 +94,7 @@ if [ $rc -eq 126 ] && [ $took -lt 15 ] && [ -n "$pid" ] && ! kill -0 "$pid" 2>/d
 	ok "no report: program stopped after ${took}s, exit 126"
 else bad "no report: exit $rc after ${took}s, pid '$pid':"; show "$out"; fi
 out=$("$run" --preload="$engine" -- true 2>&1); rc=$?
-[ $rc -eq 126 ] && printf '%s\n' "$out" | grep -q 'it ran unprotected and exited with status 0' &&
+[ $rc -eq 126 ] && printf '%s\n' "$out" | grep -q 'it exited with status 0 without safe_mr' &&
 	ok "exited without a report: 126, not its own 0" || { bad "exited without report: $rc"; show "$out"; }
 # Negative control of the check itself: the same with the preload passes.
 "$run" --preload="$preload" --check-timeout=2 -- true && ok "control: the real preload passes" ||
