@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Semantic 1: only writable registrations of MAP_SHARED pages of regular
+/* What is shadowed: only writable registrations of MAP_SHARED pages of regular
  * files on writeback filesystems are shadowed, page by page; everything
  * else is left exactly as it is. Run under FAKE_VERBS_KERNEL=6.1 and 6.5. */
 #include <errno.h>

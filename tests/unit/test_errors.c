@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Semantic 7: writeback failures reach the caller and keep the data; bad
+/* Errors: writeback failures reach the caller and keep the data; bad
  * input gets ibv_reg_mr's errno and changes nothing.  (ENOSPC on a real
  * full filesystem: test_enospc.c.) */
 #include <errno.h>

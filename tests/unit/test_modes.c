@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Semantic 9: SAFE_MR_MODE=bounce|auto|off with and without ODP, the exit
+/* Modes and reporting: SAFE_MR_MODE=bounce|auto|off with and without ODP, the exit
  * summary of SAFE_MR_STATS=1 and SAFE_MR_LOG levels.  The environment is
  * read once per process, so meson runs this program once per setting and
  * it checks what that setting must do. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Semantic 6: overlapping and nested registrations are counted per page;
+/* Overlapping registrations: overlapping and nested registrations are counted per page;
  * ibv_rereg_mr moves or changes a registration. */
 #include <errno.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Semantic 5: after the last registration of a page, the file mapping is
+/* Restoring the file mapping: after the last registration of a page, the file mapping is
  * back at the same address with the same protection, and behaves as one. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Semantic 2: the shadow replaces the file pages in place, at the same
+/* Shadowing in place: the shadow replaces the file pages in place, at the same
  * address, with the file's contents; the MR is what the NIC registered;
  * threads and forked children see the same memory. */
 #include <errno.h>

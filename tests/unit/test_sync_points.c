@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Semantic 4: every sync point writes the changed pages to the file:
+/* Sync points: every sync point writes the changed pages to the file:
  * dereg, msync, fsync/fdatasync on another descriptor, munmap,
  * safe_mr_sync (sub-ranges, durable or not), safe_mr_sync_all, exit. */
 #include <errno.h>

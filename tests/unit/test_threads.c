@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Semantic 8: threads registering, deregistering and syncing overlapping
+/* Concurrency: threads registering, deregistering and syncing overlapping
  * ranges of one file for a few seconds; then the file holds, in every
  * page, each thread's last value. */
 #include <errno.h>

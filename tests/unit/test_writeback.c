@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Semantic 3: only changed pages are written back, with ordinary writes,
+/* Minimal writeback: only changed pages are written back, with ordinary writes,
  * never past the file's current end; untouched pages are never rewritten. */
 #include <errno.h>
 #include <stdlib.h>

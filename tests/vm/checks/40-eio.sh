@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# Real I/O errors (issue 8): ext4, xfs and btrfs on a device-mapper device
-# that starts failing writes.  The NIC RDMA-WRITEs a shadowed file mapping
+# Real I/O errors (a failed flush must keep every NIC byte): ext4, xfs and
+# btrfs on a device-mapper device that starts failing writes.  The NIC RDMA-WRITEs a shadowed file mapping
 # (LD_PRELOAD, and the linked API), the device switches to dm-flakey
 # error_writes, the durable sync (msync MS_SYNC / fsync / ibv_dereg_mr /
 # fdatasync) must fail, the NIC writes some pages again, the device is

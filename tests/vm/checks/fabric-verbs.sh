@@ -22,7 +22,8 @@
 # With FI_HOOK=safe_mr the pages are shadowed, the disk keeps the old data
 # until the sync, and the data is on disk (O_DIRECT) after fi_close(mr)
 # and after safe_mr_fi_sync (fi_rma_file asserts each step).
-# fi_close(mr) with the verbs MR cache (issue 4): see cache_case below.
+# fi_close(mr) with the verbs MR cache (it parks registrations after
+# fi_close): see cache_case below.
 # Not run here: --op regv (the verbs provider takes one iovec per MR:
 # fi_mr_regv returns -FI_EINVAL with or without the hook).
 . "$SAFE_MR_SRC/tests/vm/lib.sh"
@@ -57,7 +58,7 @@ fi_case() {
 }
 hook() { local c=$1 f=$2; shift 2; fi_case $c $f FI_HOOK=safe_mr FI_PROVIDER_PATH=$HOOKDIR -- "$@"; }
 
-# The verbs provider's MR cache (issue 4).  fi_close(mr) only parks the
+# The verbs provider's MR cache.  fi_close(mr) only parks the
 # registration in ofi_mr_cache, still pinning the shadow pages; the hook
 # then puts the file pages back at the same addresses.  The next
 # fi_mr_reg of the range gets a NEW shadow, and must not get the parked
