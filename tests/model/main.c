@@ -150,7 +150,7 @@ int main(int argc, char **argv)
 		case 'n': opt.ops = strtoul(optarg, NULL, 0); break;
 		case 'e': opt.epoch = strtoul(optarg, NULL, 0); break;
 		case 'E': opt.errors = true; break;
-		case 'g': opt.gates |= parse_gates(optarg); break;
+		case 'g': opt.gates |= parse_gates(optarg); opt.enable = optarg; break;
 		case 'd': opt.drop_nic = strtol(optarg, NULL, 0); break;
 		case 'D': base = optarg; break;
 		case 'v': opt.verbose = true; break;

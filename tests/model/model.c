@@ -59,9 +59,9 @@ void fail(const char *fmt, ...)
 	fprintf(stderr, "DIVERGENCE (seed %llu, epoch %d, op %lu): ", (unsigned long long)opt.seed,
 		epoch_no, cur_op);
 	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\nreproduce: --seed %llu --ops %lu --epoch %lu%s%s -v\n",
+	fprintf(stderr, "\nreproduce: --seed %llu --ops %lu --epoch %lu%s%s%s -v\n",
 		(unsigned long long)opt.seed, cur_op + 1, opt.epoch, opt.errors ? " --errors" : "",
-		opt.gates ? " --enable=..." : "");
+		opt.enable ? " --enable=" : "", opt.enable ? opt.enable : "");
 	va_end(ap);
 	fflush(stderr);
 	_exit(1);
@@ -177,10 +177,17 @@ static void model_store(int g, size_t o, const uint8_t *v, size_t len)
 		memcpy(mf[g_file(g)].data + (size_t)g_fp(g) * PS + o, v, len);
 }
 
+/* May someone else change file f now (pwrite, ftruncate, a child)?  Not
+ * while a page of it is unknown, lost, or written by a writeback that may
+ * or may not have happened (a failed flush would or would not make the
+ * engine write it again, over the change). */
 static bool file_clean(int f)
 {
 	for (int p = 0; p < MAXPG; p++)
 		if (mf[f].unk[p] || mf[f].poisoned[p])
+			return false;
+	for (int i = 0; i < NSH; i++)
+		if (shs[i].live && shs[i].f == f && shs[i].unsynced_maybe)
 			return false;
 	return true;
 }
@@ -272,15 +279,49 @@ static void check_files(const bool files[NF])
 static struct race_slot slots[4];
 static int nslots;
 
-/* A few 8-byte places inside pages [g0, g0+n) that the CPU may write. */
-static void race_pick(int g0, int n)
+/* Does the shadow at page g hold exactly what the file holds?  Then a store
+ * racing the restore ends up in the file whichever side it lands on; else
+ * a store into the shadow makes the whole page go back (page granularity:
+ * the later writeback wins), and the outcome depends on the timing. */
+static bool shadow_is_file(int g)
+{
+	int f = g_file(g), fp = g_fp(g);
+	size_t off = (size_t)fp * PS, n;
+
+	if (pg[g].sh < 0)
+		return true;
+	if (mf[f].unk[fp] || mf[f].poisoned[fp] || shs[pg[g].sh].force || off >= mf[f].size)
+		return false;
+	n = mf[f].size - off < PS ? mf[f].size - off : PS;
+	return memcmp(shs[pg[g].sh].content, mf[f].data + off, n) == 0 &&
+	       (n == PS || !memcmp(shs[pg[g].sh].content, shs[pg[g].sh].base, PS));
+}
+
+/* Another shadow of page g's file page (detached) still to be written:
+ * its writeback and a racing store to the page land in either order. */
+static bool dirty_twin(int g)
+{
+	for (int i = 0; i < NSH; i++)
+		if (shs[i].live && i != pg[g].sh && shs[i].f == g_file(g) &&
+		    shs[i].fp == g_fp(g) && sh_dirty(&shs[i]))
+			return true;
+	return false;
+}
+
+/* A few 8-byte places inside pages [g0, g0+n) that the CPU may write
+ * (for a dereg: only where the outcome does not depend on the timing). */
+static void race_pick(int g0, int n, bool dereg)
 {
 	nslots = 0;
 	for (int t = 0; t < 8 && nslots < 4; t++) {
 		int g = g0 + (int)rn((uint32_t)n);
 		size_t o = rn((uint32_t)(PS - 8));
 
-		if (g < 0 || g >= NG || !cpu_ok(g, o, 8))
+		/* inside EOF even where shadowed: a dereg may give the file
+		 * mapping back under the store */
+		if (g < 0 || g >= NG || !cpu_ok(g, o, 8) ||
+		    (size_t)g_fp(g) * PS + o + 8 > mf[g_file(g)].size ||
+		    (dereg && !shadow_is_file(g)) || dirty_twin(g))
 			continue;
 		slots[nslots].addr = g_addr(g) + o;
 		tag_fill(slots[nslots].val, (uintptr_t)g_addr(g), 8);
@@ -322,7 +363,7 @@ static void op_reg(void)
 	}
 	race = ok && (opt.gates & GATE_RACE) && chance(30);
 	if (race)
-		race_pick(g0, n);
+		race_pick(g0, n, false);
 	note("reg %#lx+%zu (pages %d..%d) access %#x%s", (unsigned long)a, len, g0, g0 + n - 1,
 	     access, race ? " racing a CPU thread" : "");
 	if (race)
@@ -395,7 +436,7 @@ static void op_dereg(int k)
 	sel_files(sel, ns, files);
 	race = (opt.gates & GATE_RACE) && chance(30);
 	if (race)
-		race_pick(m->g0, m->np);
+		race_pick(m->g0, m->np, true);
 	else
 		arm(&c, files);
 	note("dereg MR %d (pages %d..%d)%s%s", k, m->g0, m->g0 + m->np - 1,
@@ -853,7 +894,7 @@ static bool child_ok(int g, size_t o, size_t len)
 {
 	int f = g_file(g), fp = g_fp(g);
 
-	return pg[g].mapped && !mf[f].unk[fp] && !mf[f].poisoned[fp] &&
+	return pg[g].mapped && file_clean(f) &&
 	       (size_t)fp * PS + o + len <= mf[f].size;
 }
 

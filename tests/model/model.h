@@ -47,6 +47,7 @@ struct opts {
 	long drop_nic;		/* negative control: drop the Nth NIC write (-1: off) */
 	bool verbose;
 	const char *dir;
+	const char *enable;	/* as given, for the reproduction line */
 };
 extern struct opts opt;
 

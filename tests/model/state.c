@@ -100,6 +100,7 @@ void model_wb(const int *sel, int n, const bool hit[NF])
 		}
 		len = m->size - off < PS ? m->size - off : PS;
 		note("  model: file %d page %d written back (shadow %d)", s->f, s->fp, sel[k]);
+		s->unsynced_maybe = s->maybe && !s->force;
 		memcpy(m->data + off, s->content, len);
 		memcpy(s->base, s->content, PS);
 		s->maybe = s->force = false;
@@ -122,8 +123,19 @@ void model_flushed(int f, bool ok, bool lost)
 		if (!s->live || s->f != f || !s->unsynced)
 			continue;
 		s->unsynced = false;
-		if (ok)
+		if (ok) {
+			s->unsynced_maybe = false;
 			continue;
+		}
+		if (s->unsynced_maybe) {
+			s->unsynced_maybe = false;
+			/* forced or not, we cannot tell: unknown until the next
+			 * writeback of it (nothing else may write the page
+			 * meanwhile: the file is not "clean") */
+			s->maybe = true;
+			m->unk[s->fp] = true;
+			continue;
+		}
 		s->force = true;
 		/* two shadows of one page: which rewrite lands last is open */
 		owners[s->fp] = owners[s->fp] == -1 ? i : -2;

@@ -24,6 +24,8 @@ struct shadow {
 				 * writeback of it, which must write it */
 	bool force;		/* must be rewritten (a durable writeback of its file failed) */
 	bool unsynced;		/* written back since its file's last good flush */
+	bool unsynced_maybe;	/* ... or not: it was "maybe" (the engine may have
+				 * found it clean and written nothing) */
 	uint8_t *content, *base; /* now; as last read from / written to the file */
 };
 
