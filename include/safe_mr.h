@@ -20,18 +20,27 @@
 #include <sys/types.h>
 #include <infiniband/verbs.h>
 
+/* off_t is 64 bits in this ABI (struct safe_mr_file_region, safe_mr_file_reg)
+ * on every architecture: the library is built with _FILE_OFFSET_BITS=64.
+ * On 32-bit systems compile with -D_FILE_OFFSET_BITS=64 (pkg-config
+ * --cflags safe_mr passes it); a 32-bit off_t would not match the library. */
+#if defined(__cplusplus) && __cplusplus >= 201103L
+static_assert(sizeof(off_t) == 8, "safe_mr needs a 64-bit off_t: compile with -D_FILE_OFFSET_BITS=64");
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+_Static_assert(sizeof(off_t) == 8, "safe_mr needs a 64-bit off_t: compile with -D_FILE_OFFSET_BITS=64");
+#else
+typedef char safe_mr_needs_a_64_bit_off_t[sizeof(off_t) == 8 ? 1 : -1];
+#endif
+
+/* SAFE_MR_VERSION_MAJOR, _MINOR, _PATCH, SAFE_MR_VERSION_CODE(maj, min, pat),
+ * SAFE_MR_VERSION and SAFE_MR_VERSION_STRING: the version of this header. */
+#include "safe_mr_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define SAFE_MR_VERSION_MAJOR 0
-#define SAFE_MR_VERSION_MINOR 1
-#define SAFE_MR_VERSION_PATCH 0
-#define SAFE_MR_VERSION_CODE(maj, min, pat) (((maj) << 16) | ((min) << 8) | (pat))
-#define SAFE_MR_VERSION \
-	SAFE_MR_VERSION_CODE(SAFE_MR_VERSION_MAJOR, SAFE_MR_VERSION_MINOR, SAFE_MR_VERSION_PATCH)
-
-/* Version of the library actually loaded, e.g. "0.1.0". */
+/* Version of the library actually loaded, e.g. "0.2.0". */
 const char *safe_mr_version(void);
 
 /* ---- Drop-in registration (same arguments and results as libibverbs) ---- */

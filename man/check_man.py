@@ -2,9 +2,13 @@
 # SPDX-License-Identifier: MIT
 """Checks of the man pages, run by meson test (suite unit).
 
-  check_man.py lint MANDIR             every page formats without a groff
+  check_man.py lint MANDIR [VERSION]   every page formats without a groff
                                        warning, has its sections, its .so
-                                       links and SEE ALSO references resolve
+                                       links and SEE ALSO references resolve,
+                                       and its .TH footer is "safe_mr
+                                       VERSION" and "safe_mr Manual"
+                                       (source pages: VERSION is @VERSION@,
+                                       which the build replaces)
   check_man.py coverage HEADER MANDIR  every function declared in HEADER
                                        has a page (a page or a .so link)
                                        that names it and shows its prototype
@@ -96,7 +100,13 @@ def groff_warnings(path):
     return out
 
 
-def lint(mandir):
+def th_fields(text):
+    """The .TH line's arguments (quoted ones as one)."""
+    m = re.search(r'^\.TH\s+(.*)$', text, re.M)
+    return re.findall(r'"([^"]*)"|(\S+)', m.group(1)) if m else []
+
+
+def lint(mandir, version='@VERSION@'):
     if not shutil.which('groff'):
         print('FAIL: groff not found (Debian: apt-get install groff-base)')
         return 1
@@ -122,13 +132,20 @@ def lint(mandir):
             problems.append(f'{page}: no .TH line')
         elif th.group(1).upper() != stem.upper() or th.group(2) != sect:
             problems.append(f'{page}: .TH {th.group(1)} {th.group(2)} does not match the file name')
+        if th:
+            f = [q or w for q, w in th_fields(text)]
+            if len(f) != 5 or not re.match(r'^\d{4}-\d\d-\d\d$', f[2]):
+                problems.append(f'{page}: .TH needs NAME SECTION YYYY-MM-DD "source" "manual"')
+            elif f[3] != f'safe_mr {version}' or f[4] != 'safe_mr Manual':
+                problems.append(f'{page}: .TH footer "{f[3]}" "{f[4]}", not '
+                                f'"safe_mr {version}" "safe_mr Manual"')
         secs = sections(text)
         for s in REQUIRED.get(sect, ['NAME', 'DESCRIPTION']):
             if s not in secs:
                 problems.append(f'{page}: no {s} section')
         if stem not in names(text):
             problems.append(f'{page}: NAME does not list {stem}')
-        for ref, rsect in set(re.findall(r'(safe_mr\w*)\s*\((\d)\)', plain(secs.get('SEE ALSO', ''))
+        for ref, rsect in set(re.findall(r'\b((?:fi_)?safe_mr[\w-]*)\s*\((\d)\)', plain(secs.get('SEE ALSO', ''))
                                      + plain(secs.get('DESCRIPTION', ''))
                                      + plain(secs.get('NOTES', '')))):
             if not os.path.exists(os.path.join(mandir, f'{ref}.{rsect}')):
@@ -175,8 +192,8 @@ def coverage(header, mandir):
 
 
 def main(argv):
-    if len(argv) == 3 and argv[1] == 'lint':
-        return lint(argv[2])
+    if len(argv) in (3, 4) and argv[1] == 'lint':
+        return lint(*argv[2:])
     if len(argv) == 4 and argv[1] == 'coverage':
         return coverage(argv[2], argv[3])
     print(__doc__)
