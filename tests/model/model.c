@@ -5,6 +5,8 @@
  * (O_DIRECT) after each durable sync point, and ends with exit() or
  * _exit(), leaving the expected file images for the parent to check. */
 #include <errno.h>
+#include <execinfo.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -863,6 +865,10 @@ static void op_mremap(void)
 		if (pg[g].sh >= 0)
 			sel[ns++] = pg[g].sh;
 	note("mremap pages %d..%d away and back", g0, g0 + n - 1);
+	/* A fresh place each time: the hole a move leaves is anyone's. */
+	scratch = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (scratch == MAP_FAILED)
+		fail("mmap: %s", strerror(errno));
 	p = safe_mr_mremap(g_addr(g0), len, len, MREMAP_MAYMOVE | MREMAP_FIXED, scratch);
 	if (p != scratch)
 		fail("mremap of pages %d..%d: %s", g0, g0 + n - 1, strerror(errno));
@@ -1029,8 +1035,24 @@ static void op_rereg(void)
 
 /* ---------------------------------------------------------------- epoch */
 
+/* A fault is a finding too: say at which operation, and where. */
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+	void *bt[32];
+	char msg[200];
+	int n = snprintf(msg, sizeof(msg), "CRASH (seed %llu, epoch %d, op %lu): signal %d at address %p\n",
+			 (unsigned long long)opt.seed, epoch_no, cur_op, sig, si->si_addr);
+
+	(void)uc;
+	if (write(2, msg, (size_t)n) < 0)
+		_exit(3);
+	backtrace_symbols_fd(bt, backtrace(bt, 32), 2);
+	_exit(3);
+}
+
 static void setup(void)
 {
+	struct sigaction sa = { .sa_sigaction = on_fault, .sa_flags = SA_SIGINFO };
 	struct ibv_device **l = ibv_get_device_list(NULL);
 	struct ibv_context *ctx;
 	dev_t dev = 0;
@@ -1038,6 +1060,8 @@ static void setup(void)
 	int fds[NF];
 	uint8_t *base;
 
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
 	if (!l || !l[0])
 		fail("no device: is the fake libibverbs on LD_LIBRARY_PATH?");
 	ctx = ibv_open_device(l[0]);
@@ -1046,8 +1070,7 @@ static void setup(void)
 		fail("cannot open the fake device");
 	ibv_free_device_list(l);
 	base = mmap(NULL, (NG + 2) * PS, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	scratch = mmap(NULL, 8 * PS, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (base == MAP_FAILED || scratch == MAP_FAILED)
+	if (base == MAP_FAILED)
 		fail("mmap: %s", strerror(errno));
 	region = base + PS;
 	for (int f = 0; f < NF; f++) {
