@@ -7,13 +7,15 @@
  *       and the classification alone (range acquire+release, no shadow);
  *   (b) shadow set-up of a MAP_SHARED file mapping vs. pread of the bytes;
  *   (c) writeback of a fully changed region vs. pwrite of the same bytes;
- *   (d) writeback of an unchanged 1 GiB region (a hash scan, no I/O).
+ *   (d) writeback of an unchanged 1 GiB region (a hash scan, no I/O);
+ *   (g) growth.c: sync points, registration and release with 1 to 10,000
+ *       live registrations.
  *
  * Targets are informational: exit 0 whether they are met or missed, 1 when
  * something could not be measured or safe_mr did not do the work (no
  * shadow, wrong byte counts, wrong file contents).
  *
- * usage: bench_core [--dir DIR] [--quick] [--only abcd]
+ * usage: bench_core [--dir DIR] [--quick] [--only abcdg]
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -37,24 +39,22 @@
 #include <infiniband/verbs.h>
 #include <safe_mr.h>
 
-#define KiB (1024ul)
-#define MiB (1024ul * KiB)
-#define GiB (1024ul * MiB)
+#include "bench.h"
 
 /* Access that lets the NIC write: the engine must shadow file pages. */
 #define WR_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ)
 
-static bool quick;
-static const char *only = "abcd";	/* parts to run */
-static const char *bench_dir = "/tmp";
+bool quick;
+static const char *only = "abcdg";	/* parts to run */
+const char *bench_dir = "/tmp";
 static char file_path[4096];
 static int file_fd = -1;
 static size_t file_size;
-static int failures;		/* things we could not measure or verify */
+int failures;		/* things we could not measure or verify */
 
 /* ---- small helpers ---- */
 
-static double now_ns(void)
+double now_ns(void)
 {
 	struct timespec ts;
 
@@ -69,13 +69,13 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static double median(double *v, int n)
+double median(double *v, int n)
 {
 	qsort(v, n, sizeof(*v), cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static void fail(const char *fmt, ...)
+void fail(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -96,7 +96,7 @@ static void on_signal(int sig)
 	raise(sig);
 }
 
-static void die(const char *fmt, ...)
+void die(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -110,7 +110,7 @@ static void die(const char *fmt, ...)
 	exit(1);
 }
 
-static const char *size_name(size_t s)
+const char *size_name(size_t s)
 {
 	static char buf[4][16];
 	static int i;
@@ -148,7 +148,7 @@ static const char *wb_engine(void)
 	}
 }
 
-static void *map_anon(size_t len)
+void *map_anon(size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
@@ -178,7 +178,7 @@ static void touch_read(const void *p, size_t len)
 	(void)sink;
 }
 
-static void pread_all(int fd, void *buf, size_t len, off_t off)
+void pread_all(int fd, void *buf, size_t len, off_t off)
 {
 	size_t done = 0;
 
@@ -206,21 +206,11 @@ static void pwrite_all(int fd, const void *buf, size_t len, off_t off)
 
 /* ---- the results table ---- */
 
-struct row {
-	char what[64];
-	char size[16];
-	double value, base;	/* medians, ns */
-	char unit;		/* 'r': ratio value/base; 't': absolute seconds; 'n': ns only */
-	double target;		/* ratio or seconds */
-	bool measured;
-	bool pass;
-	char note[192];
-};
 
-static struct row rows[32];
+static struct row rows[48];
 static int nrows;
 
-static struct row *add_row(const char *what, size_t size, char unit, double target)
+struct row *add_row(const char *what, size_t size, char unit, double target)
 {
 	struct row *r = &rows[nrows++];
 
@@ -231,7 +221,7 @@ static struct row *add_row(const char *what, size_t size, char unit, double targ
 	return r;
 }
 
-static void not_run(struct row *r, const char *why)
+void not_run(struct row *r, const char *why)
 {
 	r->measured = false;
 	snprintf(r->note, sizeof(r->note), "NOT RUN: %s", why);
@@ -258,7 +248,9 @@ static void print_table(void)
 				if (r->base > 0)
 					snprintf(b, sizeof(b), "%.0f ns", r->base);
 			}
-			if (r->unit != 't' && r->base > 0)
+			if (r->unit == 'a')
+				snprintf(q, sizeof(q), "%+.0f ns", r->value - r->base);
+			else if (r->unit != 't' && r->base > 0)
 				snprintf(q, sizeof(q), "%.3fx", r->value / r->base);
 		}
 		if (r->unit == 'r')
@@ -267,6 +259,10 @@ static void print_table(void)
 			snprintf(t, sizeof(t), "< %.2f s", r->target);
 		else if (r->unit == 'o')
 			snprintf(t, sizeof(t), "<2%%|<1us");
+		else if (r->unit == 'a' && r->target >= 1000)
+			snprintf(t, sizeof(t), "<= +%.0f us", r->target / 1000);
+		else if (r->unit == 'a')
+			snprintf(t, sizeof(t), "<= +%.0f ns", r->target);
 		res = !r->measured ? "" : r->unit == 'n' ? "info" : r->pass ? "PASS" : "MISS";
 		printf("%-38s %-8s %12s %12s %9s %-10s %s%s%s\n", r->what, r->size, v, b, q, t, res,
 		       r->note[0] && r->measured ? "  " : "", r->note);
@@ -719,7 +715,7 @@ static void usage(const char *argv0)
 	fprintf(stderr, "usage: %s [--dir DIR] [--quick] [--only PARTS]\n"
 		"  --dir DIR  where the test file goes (a real filesystem, not tmpfs; default /tmp)\n"
 		"  --quick    sizes up to 64 MiB only, fewer repetitions (a smoke run)\n"
-		"  --only P   run only the parts P of abcd (c and d run together)\n", argv0);
+		"  --only P   run only the parts P of abcdg (c and d run together)\n", argv0);
 	exit(2);
 }
 
@@ -769,6 +765,9 @@ int main(int argc, char **argv)
 		bench_writeback(1 * GiB, 7, false, true);
 		bench_writeback(64 * MiB, quick ? 3 : 5, true, false);
 	}
+
+	if (strchr(only, 'g'))
+		bench_growth();
 
 	print_table();
 	printf("\nwriteback engine: %s; medians of interleaved repetitions; "
