@@ -8,6 +8,13 @@
 
 int main(void)
 {
+	static char buf[4096] __attribute__((aligned(4096)));
+	struct safe_mr_range *r;
+
 	printf("safe_mr %s loaded\n", safe_mr_version());
+	/* The stats line is printed only by processes that registered
+	 * something: register (and release) an anonymous page. */
+	if (safe_mr_range_acquire(buf, sizeof(buf), 0, NULL, &r) == 0)
+		safe_mr_range_release(r);
 	return 0;
 }

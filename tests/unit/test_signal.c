@@ -13,7 +13,7 @@
 
 #include "tutil.h"
 
-#define LEN (32u << 20)
+#define LEN (16u << 20)
 
 static int hfd = -1, other_fd = -1;
 static volatile sig_atomic_t calls, edeadlk, ok, other_ok, bad;
@@ -43,7 +43,7 @@ START_TEST(fsync_in_handler)
 	char path[600], other[600];
 	uint8_t *p;
 	struct sigaction sa;
-	struct itimerval it = { { 0, 3000 }, { 0, 3000 } };
+	struct itimerval it = { { 0, 7000 }, { 0, 7000 } };
 	int rounds = 0;
 
 	hfd = tu_file(LEN, 61, path, sizeof(path));
@@ -58,7 +58,7 @@ START_TEST(fsync_in_handler)
 	struct ibv_mr *keep = safe_mr_reg_mr(tu_pd, p, ps, RW);
 	ck_assert_ptr_nonnull(keep);
 	ck_assert_int_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
-	while (rounds < 40 && (edeadlk < 3 || rounds < 4)) {
+	while (rounds < 60 && (edeadlk < 3 || rounds < 4)) {
 		struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p + ps, LEN - ps, RW);
 
 		ck_assert_ptr_nonnull(mr);
