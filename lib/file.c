@@ -28,7 +28,13 @@
 #define ANON_INODE_FS_MAGIC 0x09041934
 #endif
 
-static struct sm_file *files;
+static struct sm_file *files;	/* all of them (fork child) */
+static struct sm_hmap by_id;	/* and by (dev, ino) */
+
+static inline uint64_t id_key(dev_t dev, ino_t ino)
+{
+	return sm_mix64((uint64_t)dev) ^ (uint64_t)ino;
+}
 
 /* Filesystems whose pages have no writeback: pinning them is safe. */
 static bool fs_without_writeback(long magic)
@@ -58,24 +64,46 @@ static bool is_dax(int fd)
 	return (stx.stx_attributes_mask & STATX_ATTR_DAX) && (stx.stx_attributes & STATX_ATTR_DAX);
 }
 
+static inline struct sm_file *file_of(struct sm_hnode *x)
+{
+	return x ? (struct sm_file *)((char *)x - offsetof(struct sm_file, hnode)) : NULL;
+}
+
 struct sm_file *sm_file_lookup(dev_t dev, ino_t ino)
 {
-	for (struct sm_file *f = files; f; f = f->next)
+	for (struct sm_hnode *x = sm_hmap_first(&by_id, id_key(dev, ino)); x; x = sm_hmap_next(x)) {
+		struct sm_file *f = file_of(x);
+
 		if (f->dev == dev && f->ino == ino)
 			return f;
+	}
 	return NULL;
+}
+
+int sm_file_known_reentered(dev_t dev, ino_t ino)
+{
+	int busy;
+	struct sm_hnode *x = sm_hmap_first_reentered(&by_id, id_key(dev, ino), &busy);
+
+	if (busy)
+		return -1;
+	for (; x; x = sm_hmap_next(x))
+		if (file_of(x)->dev == dev && file_of(x)->ino == ino)
+			return 1;
+	return 0;
 }
 
 void sm_file_put(struct sm_file *f)
 {
 	if (--f->refs)
 		return;
-	for (struct sm_file **p = &files; *p; p = &(*p)->next) {
-		if (*p == f) {
-			*p = f->next;
-			break;
-		}
-	}
+	sm_hmap_remove(&by_id, &f->hnode);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		files = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
 	close(f->fd);
 	free(f);
 }
@@ -207,7 +235,10 @@ int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 		f->writable = write;
 		f->dax = is_dax(fd);
 		f->next = files;
+		if (files)
+			files->prev = f;
 		files = f;
+		sm_hmap_insert(&by_id, &f->hnode, id_key(f->dev, f->ino));
 	}
 	f->refs++;
 	*kind = SM_BACK_FILE;
@@ -225,6 +256,7 @@ void sm_file_reset(void)
 		close(f->fd);
 		free(f);
 	}
+	sm_hmap_reset(&by_id);
 }
 
 /* ---- arena ---- */

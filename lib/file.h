@@ -4,13 +4,17 @@
 
 #include <sys/stat.h>
 
+#include "index.h"
 #include "internal.h"
 #include "vma.h"
 
 /* A backing file of shadowed pages: our own descriptor on it, used for
  * filling shadows, writing back and restoring the mapping. */
+struct sm_chunk;
 struct sm_file {
-	struct sm_file *next;
+	struct sm_file *next, *prev;
+	struct sm_hnode hnode;	/* files by (dev, ino) */
+	struct sm_chunk *chunks;	/* its chunks (registry.c) */
 	dev_t dev;		/* fstat of our descriptor: what fsync(fd) sees */
 	ino_t ino;
 	int fd;
@@ -32,6 +36,9 @@ int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 void sm_file_put(struct sm_file *f);
 /* The file with this identity, if any pages of it are shadowed. */
 struct sm_file *sm_file_lookup(dev_t dev, ino_t ino);
+/* The same from a signal handler that interrupted the engine on this
+ * thread: 1, 0, or -1 when the table was mid-change. */
+int sm_file_known_reentered(dev_t dev, ino_t ino);
 /* Forget everything without closing mappings (fork child). */
 void sm_file_reset(void);
 

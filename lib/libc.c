@@ -80,15 +80,13 @@ static inline bool any_shadow(void)
 }
 
 /* Re-entered from a signal handler (the interrupted code is frozen, so the
- * registry can be read, not changed): does [s, e) hold shadow pages? */
+ * registry can be read, not changed): does [s, e) hold shadow pages?  If
+ * the handler interrupted a change of the index itself (a few stores) it
+ * cannot tell, and answers yes: EDEADLK says "call again outside the
+ * handler", which is right either way. */
 static bool reentered_range_shadowed(uintptr_t s, uintptr_t e)
 {
-	size_t first, count;
-
-	for (struct sm_chunk *c = sm_chunks; c; c = c->next)
-		if (sm_chunk_clip(c, s, e, &first, &count))
-			return true;
-	return false;
+	return sm_chunks_reentered_any(s, e) != 0;
 }
 
 SM_EXPORT int safe_mr_msync(void *addr, size_t length, int flags)
@@ -135,7 +133,7 @@ static int sync_fd(int fd, int (*real)(int))
 		return real(fd);
 	if (sm_reentered()) {
 		ret = real(fd);
-		if (ret == 0 && sm_file_lookup(st.st_dev, st.st_ino)) {
+		if (ret == 0 && sm_file_known_reentered(st.st_dev, st.st_ino)) {
 			errno = EDEADLK;
 			return -1;
 		}

@@ -144,6 +144,7 @@ static void fork_child(void)
 	}
 	sm_nchunks = 0;
 	sm_npending = 0;
+	sm_registry_forget();
 	flusher_running = false;
 	sm_file_reset();
 	sm_arena_reset();

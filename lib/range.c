@@ -91,7 +91,7 @@ static int safe_mr_release_owner_body(const void *owner)
 		struct sm_hold *h;
 
 		sm_lock_take();
-		for (h = sm_hold_first(); h && (h->owner != owner || h->pending); h = h->next)
+		for (h = sm_owner_first(owner); h && h->pending; h = h->o_next)
 			;
 		sm_lock_drop();
 		if (!h)

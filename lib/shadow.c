@@ -128,13 +128,7 @@ void sm_chunk_free(struct sm_chunk *c)
 {
 	size_t len = c->npages * sm_page_size;
 
-	for (struct sm_chunk **p = &sm_chunks; *p; p = &(*p)->next) {
-		if (*p == c) {
-			*p = c->next;
-			break;
-		}
-	}
-	sm_nchunks--;
+	sm_chunk_unlink(c);
 	sm_keeper_drop(c, 0, c->npages);
 	sm_sys_munmap(c->alias, len);
 	sm_arena_free(c->arena_off, len);
@@ -241,9 +235,7 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	} else {
 		sm_debug("no keeper for %#lx: %s", (unsigned long)v->start, strerror(errno));
 	}
-	c->next = sm_chunks;
-	sm_chunks = c;
-	sm_nchunks++;
+	sm_chunk_link(c);
 	for (size_t i = 0; i < npages && !err; i += SM_SLICE_PAGES)
 		err = fill_slice(c, i, npages - i < SM_SLICE_PAGES ? npages - i : SM_SLICE_PAGES,
 				 racy);
@@ -446,7 +438,7 @@ static int restore_unreferenced(struct sm_chunk *c)
 {
 	int first_err = 0;
 
-	c->orphans = false;
+	sm_chunk_set_orphans(c, false);
 	for (size_t i = 0; i < c->npages;) {
 		size_t j = i;
 
@@ -456,7 +448,7 @@ static int restore_unreferenced(struct sm_chunk *c)
 			int err = sm_restore_run(c, i, j - i, false, false);
 
 			if (err) {
-				c->orphans = true;
+				sm_chunk_set_orphans(c, true);
 				if (!first_err)
 					first_err = err;
 			}
@@ -478,6 +470,8 @@ void sm_restore_orphans(void)
 {
 	struct sm_chunk *c, *next;
 
+	if (!sm_norphans)
+		return;
 	for (c = sm_chunks; c; c = next) {
 		next = c->next;
 		if (c->orphans) {
@@ -541,12 +535,7 @@ static int hold_drop(struct sm_hold *h)
 
 static void hold_unlink(struct sm_hold *h)
 {
-	for (struct sm_hold **p = &sm_holds; *p; p = &(*p)->next) {
-		if (*p == h) {
-			*p = h->next;
-			return;
-		}
-	}
+	sm_hold_unlink(h);
 }
 
 /* Chunk pages still marked mapped inside [start, end) although the VMA
@@ -556,7 +545,8 @@ static void detach_stale(uintptr_t start, uintptr_t end)
 {
 	size_t first, count;
 
-	for (struct sm_chunk *c = sm_chunks; c; c = c->next)
+	for (struct sm_chunk *c = sm_chunk_first_in(start, end); c;
+	     c = sm_chunk_next_in(c, start, end))
 		if (sm_chunk_clip(c, start, end, &first, &count))
 			for (size_t i = first; i < first + count; i++)
 				if (c->pg[i].state == PG_MAPPED) {
@@ -570,7 +560,8 @@ static int hold_existing(struct sm_hold *h, const struct sm_vma *v)
 {
 	size_t first, count;
 
-	for (struct sm_chunk *c = sm_chunks; c; c = c->next) {
+	for (struct sm_chunk *c = sm_chunk_first_in(v->start, v->end); c;
+	     c = sm_chunk_next_in(c, v->start, v->end)) {
 		if (!sm_chunk_clip(c, v->start, v->end, &first, &count))
 			continue;
 		for (size_t i = first; i < first + count;) {
@@ -682,8 +673,7 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 	}
 	if (h->shadowed)
 		SM_STAT_ADD(shadowed, 1);
-	h->next = sm_holds;
-	sm_holds = h;
+	sm_hold_link(h);
 	*out = h;
 out:
 	sm_lock_drop();
@@ -698,7 +688,7 @@ size_t sm_npending;
 void sm_hold_defer(struct sm_hold *h)
 {
 	sm_lock_take();
-	h->owner = NULL;	/* the owner (an MR) is freed: never match it */
+	sm_hold_owner_set(h, NULL);	/* the owner (an MR) is freed: never match it */
 	if (!h->pending)
 		sm_npending++;
 	h->pending = true;
@@ -768,7 +758,7 @@ size_t sm_hold_shadowed(const struct sm_hold *h)
 void sm_hold_set_owner(struct sm_hold *h, const void *owner)
 {
 	sm_lock_take();
-	h->owner = owner;
+	sm_hold_owner_set(h, owner);
 	sm_lock_drop();
 }
 

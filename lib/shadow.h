@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The shadow engine's state, shared by its files:
  *   lock.c      the engine lock (knows its owner thread: signal handlers)
+ *   registry.c  the registry: chunks by address and by file, holds by owner
  *   shadow.c    chunks: fill and swap in, restore, free; holds
  *   merge.c     byte-granular three-way merge against concurrent writers
  *   sync.c      change detection and writeback, durability tracking
@@ -29,7 +30,9 @@ struct sm_page {
 
 /* A run of shadowed pages created together from one VMA of one file. */
 struct sm_chunk {
-	struct sm_chunk *next;
+	struct sm_chunk *next, *prev;	/* all chunks (sm_chunks) */
+	struct sm_chunk *f_next, *f_prev;	/* the chunks of `file` */
+	struct sm_inode node;	/* in sm_chunk_tree: [start, start + npages pages) */
 	uintptr_t start;	/* application address of page 0 */
 	size_t npages;
 	struct sm_file *file;
@@ -53,7 +56,9 @@ struct sm_seg {
 };
 
 struct sm_hold {
-	struct sm_hold *next;
+	struct sm_hold *next, *prev;	/* all holds (sm_holds) */
+	struct sm_hold *o_next, *o_prev;	/* the holds of `owner` */
+	struct sm_hnode o_node;	/* the first hold of an owner: in the owner table */
 	const void *owner;
 	uintptr_t addr;
 	size_t len;
@@ -96,6 +101,34 @@ extern _Atomic size_t sm_nchunks;
  * interrupted the lock's owner, which cannot change it meanwhile). */
 extern struct sm_chunk *sm_chunks;
 extern struct sm_hold *sm_holds;
+
+/* ---- registry.c (lock held) ----
+ * A chunk is linked in three places: the list of all chunks (walks that
+ * visit everything: sync_all, fork), the interval tree by address, and the
+ * list of its file's chunks.  A hold: the list of all holds, and the list
+ * of its owner's, whose first hold is in a hash table keyed by owner.
+ * Lookups are O(log n) (tree) or O(1) (hash); nothing allocates. */
+extern struct sm_itree sm_chunk_tree;
+void sm_chunk_link(struct sm_chunk *c);
+void sm_chunk_unlink(struct sm_chunk *c);
+/* Chunks overlapping [s, e), lowest start first.  c must still be linked
+ * when the next one is asked for. */
+struct sm_chunk *sm_chunk_first_in(uintptr_t s, uintptr_t e);
+struct sm_chunk *sm_chunk_next_in(const struct sm_chunk *c, uintptr_t s, uintptr_t e);
+/* From a signal handler that interrupted the engine on this thread: does
+ * a chunk overlap [s, e)?  1, 0, or -1: the registry was mid-change. */
+int sm_chunks_reentered_any(uintptr_t s, uintptr_t e);
+/* c->orphans, counted: sync points skip the walk when none has them. */
+void sm_chunk_set_orphans(struct sm_chunk *c, bool on);
+extern size_t sm_norphans;
+void sm_hold_link(struct sm_hold *h);
+void sm_hold_unlink(struct sm_hold *h);
+/* Move h to another owner's list. */
+void sm_hold_owner_set(struct sm_hold *h, const void *owner);
+/* The holds of owner: the first, then h->o_next. */
+struct sm_hold *sm_owner_first(const void *owner);
+/* Fork child, after freeing every chunk and hold: empty indexes. */
+void sm_registry_forget(void);
 
 static inline uint8_t *sm_page_ptr(struct sm_chunk *c, size_t i)
 {

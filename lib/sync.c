@@ -106,9 +106,7 @@ static int batch_add(struct wb_batch *b, struct sm_chunk *c, size_t first, size_
  * possibly dropped by the kernel (!ok): write them again. */
 void sm_file_flushed(struct sm_file *f, bool ok)
 {
-	for (struct sm_chunk *c = sm_chunks; c; c = c->next) {
-		if (c->file != f)
-			continue;
+	for (struct sm_chunk *c = f->chunks; c; c = c->f_next) {
 		for (size_t i = 0; i < c->npages; i++) {
 			struct sm_page *pg = &c->pg[i];
 
@@ -284,7 +282,8 @@ int sm_sync_range(uintptr_t start, uintptr_t end, unsigned int flags)
 	struct sel_vec s = { 0 };
 	size_t first, count;
 
-	for (struct sm_chunk *c = sm_chunks; c; c = c->next)
+	for (struct sm_chunk *c = sm_chunk_first_in(start, end); c;
+	     c = sm_chunk_next_in(c, start, end))
 		if (sm_chunk_clip(c, start, end, &first, &count) && sel_push(&s, c, first, count)) {
 			free(s.v);
 			return ENOMEM;
@@ -297,8 +296,8 @@ static int sync_files(const struct sm_file *f, unsigned int flags)
 {
 	struct sel_vec s = { 0 };
 
-	for (struct sm_chunk *c = sm_chunks; c; c = c->next)
-		if ((!f || c->file == f) && sel_push(&s, c, 0, c->npages)) {
+	for (struct sm_chunk *c = f ? f->chunks : sm_chunks; c; c = f ? c->f_next : c->next)
+		if (sel_push(&s, c, 0, c->npages)) {
 			free(s.v);
 			return ENOMEM;
 		}
@@ -348,9 +347,7 @@ int sm_sync_owner_locked(const void *owner, size_t off, size_t len, unsigned int
 {
 	int first = 0;
 
-	for (struct sm_hold *h = sm_holds; h; h = h->next) {
-		if (h->owner != owner)
-			continue;
+	for (struct sm_hold *h = sm_owner_first(owner); h; h = h->o_next) {
 		int err = sm_hold_sync_locked(h, off, len, flags);
 
 		if (err && !first)

@@ -27,7 +27,8 @@ static int collect(struct runs *r, uintptr_t start, uintptr_t end, uint8_t state
 {
 	size_t first, count;
 
-	for (struct sm_chunk *c = sm_chunks; c; c = c->next) {
+	for (struct sm_chunk *c = sm_chunk_first_in(start, end); c;
+	     c = sm_chunk_next_in(c, start, end)) {
 		if (!sm_chunk_clip(c, start, end, &first, &count))
 			continue;
 		for (size_t i = first; i < first + count;) {
@@ -68,7 +69,7 @@ static void let_go(struct runs *r)
 			if (pg->refs || pg->state != PG_DETACHED)
 				continue;
 			if (pg->force || pg->hash != sm_page_hash(sm_page_ptr(c, i)))
-				c->orphans = true;	/* not written: kept for the next sync */
+				sm_chunk_set_orphans(c, true);	/* not written: kept for the next sync */
 			else
 				sm_pages_gone(c, i, 1);
 		}
@@ -129,6 +130,15 @@ void *sm_mremap_range(void *old, size_t old_size, size_t new_size, int flags, vo
 	    (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) ||
 	    ((flags & MREMAP_FIXED) && !(flags & MREMAP_MAYMOVE)))
 		return real(old, old_size, new_size, flags, new_addr);
+	err = collect(&r, a, sm_page_up(a + old_size), PG_MAPPED);
+	if (err || !r.n) {
+		free(r.v);
+		if (err) {
+			errno = err;
+			return MAP_FAILED;
+		}
+		return real(old, old_size, new_size, flags, new_addr);
+	}
 	/* An in-place growth into mapped memory fails with ENOMEM: say so
 	 * before restoring anything. */
 	if (!(flags & MREMAP_MAYMOVE) && new_size > old_size) {
@@ -138,19 +148,11 @@ void *sm_mremap_range(void *old, size_t old_size, size_t new_size, int flags, vo
 		if (sm_vma_list(sm_page_up(a + old_size), sm_page_up(a + new_size), &v, &n) == 0) {
 			sm_vma_free(v, n);
 			if (n) {
+				free(r.v);
 				errno = ENOMEM;
 				return MAP_FAILED;
 			}
 		}
-	}
-	err = collect(&r, a, sm_page_up(a + old_size), PG_MAPPED);
-	if (err || !r.n) {
-		free(r.v);
-		if (err) {
-			errno = err;
-			return MAP_FAILED;
-		}
-		return real(old, old_size, new_size, flags, new_addr);
 	}
 	/* The file mapping comes back, written back first; held pages stay
 	 * in the arena, detached, for the NIC. */
