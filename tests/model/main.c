@@ -15,7 +15,9 @@
  * --drop-nic-write N: negative control, the Nth NIC write of the first
  * epoch is not done although the model records it: the run must diverge
  * (status 1); any other outcome exits 0 so that meson's should_fail sees
- * it.  Environment: TEST_TMPDIR (default /tmp) must not be tmpfs.
+ * it.  Environment: TEST_TMPDIR (default /tmp) must not be tmpfs;
+ * MODEL_NO_LOOP=1 keeps the files there even as root (see loop_mount);
+ * MODEL_CHECK_EVERY_OP=1 reads the files back after every operation.
  */
 #include <errno.h>
 #include <getopt.h>

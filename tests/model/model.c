@@ -654,6 +654,23 @@ static void op_msync(void)
 		fail("msync failed: %s", strerror(e));
 	}
 	model_wb(sel, ns, anyhit ? hit : NULL);
+	if (flags & MS_SYNC) {
+		/* The engine flushes every file with a chunk overlapping the
+		 * range, even one whose pages there are restored or detached:
+		 * whether it flushed a file without a shadow mapped there is
+		 * open (the pages written since the last good flush may or may
+		 * not count as flushed now). */
+		for (int f = 0; f < NF; f++) {
+			bool in_range = false;
+
+			for (int g = g0; g < g0 + n; g++)
+				in_range |= g_file(g) == f;
+			if (hit[f])
+				files[f] = true;
+			else if (in_range && !files[f])
+				model_flush_unsure(f);
+		}
+	}
 	absorb(&c, files, hit, flags & MS_SYNC, -1);
 	check_pages(g0, n);
 	if (!rc && (flags & MS_SYNC))
@@ -1171,6 +1188,10 @@ void model_epoch(unsigned long first_op, unsigned long ops, int epoch)
 			op_rereg();
 		if ((i & 63) == 63)
 			check_all();
+		if (getenv("MODEL_CHECK_EVERY_OP")) {
+			check_file(0);
+			check_file(1);
+		}
 	}
 	check_all();
 	/* Process exit is a durable sync point of everything; _exit is none. */

@@ -157,6 +157,13 @@ void model_flushed(int f, bool ok, bool lost)
 	}
 }
 
+void model_flush_unsure(int f)
+{
+	for (int i = 0; i < NSH; i++)
+		if (shs[i].live && shs[i].f == f && shs[i].unsynced)
+			shs[i].unsynced_maybe = true;
+}
+
 void sh_unref(int i)
 {
 	struct shadow *s = &shs[i];

@@ -88,6 +88,8 @@ void model_wb(const int *sel, int n, const bool hit[NF]);
  * a rewrite of each of them; `lost`: the flush itself failed, the kernel
  * may have dropped them (simulated with --enable=fsyncgate). */
 void model_flushed(int f, bool ok, bool lost);
+/* A flush of file f may or may not have happened. */
+void model_flush_unsure(int f);
 /* Release one reference of shadow i (dereg); restore when none left. */
 void sh_unref(int i);
 
