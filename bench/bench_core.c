@@ -524,7 +524,7 @@ static double time_acquire(size_t len, double *rel)
 
 static void bench_setup(size_t len, int reps)
 {
-	struct row *r = add_row("(b) shadow set-up vs pread", len, 'r', 1.3);
+	struct row *r = add_row("(b) shadow set-up vs pread", len, 'r', 1.1);
 	struct row *rr = add_row("(b) release, nothing changed", len, 'n', 0);
 	double base[reps], acq[reps], rel[reps];
 
@@ -580,14 +580,33 @@ static bool file_holds(size_t len, unsigned char v)
 	return true;
 }
 
+/* Reading the bytes: a sum of 64-bit words (vectorised), the floor of any
+ * scan that looks at every byte. */
+static double time_sum(const void *p, size_t len)
+{
+	const uint64_t *w = p;
+	uint64_t acc[4] = { 0 };
+	double t0 = now_ns();
+
+	for (size_t i = 0; i + 4 <= len / 8; i += 4) {
+		acc[0] += w[i];
+		acc[1] += w[i + 1];
+		acc[2] += w[i + 2];
+		acc[3] += w[i + 3];
+	}
+	__asm__ volatile("" : : "r"(acc[0] + acc[1] + acc[2] + acc[3]));
+	return now_ns() - t0;
+}
+
 static void bench_writeback(size_t len, int reps, bool durable, bool unchanged_row)
 {
 	unsigned int flags = durable ? SAFE_MR_SYNC_DURABLE : 0;
 	struct row *r = add_row(durable ? "(c) changed writeback, durable" :
-				"(c) changed writeback vs pwrite", len, 'r', 1.2);
-	struct row *ru = unchanged_row ? add_row("(d) unchanged writeback", len,
-						  len >= GiB ? 't' : 'n', 0.15) : NULL;
-	double base[reps], wb[reps], un[reps];
+				"(c) changed writeback vs pwrite", len, 'r', 1.1);
+	/* Speed >= 0.8x that of reading the bytes: time <= 1.25x a sum. */
+	struct row *ru = unchanged_row ? add_row("(d) unchanged scan vs sum of bytes", len, 'r',
+						  1.25) : NULL;
+	double base[reps], wb[reps], un[reps], sum[reps];
 	struct safe_mr_range *range = NULL;
 	unsigned char *src, *p;
 	int ret;
@@ -663,6 +682,7 @@ static void bench_writeback(size_t len, int reps, bool durable, bool unchanged_r
 				not_run(ru, "unchanged sync wrong");
 			goto out;
 		}
+		sum[i] = time_sum(p, len);
 		if (!(i & 1)) {
 			memset(src, v, len);
 			t0 = now_ns();
@@ -680,10 +700,11 @@ static void bench_writeback(size_t len, int reps, bool durable, bool unchanged_r
 		 len / r->base, durable ? " (with fdatasync)" : "");
 	if (ru) {
 		ru->value = median(un, reps);
+		ru->base = median(sum, reps);
 		ru->measured = true;
-		ru->pass = ru->value < ru->target * 1e9;
-		snprintf(ru->note, sizeof(ru->note), "%.2f GB/s scanned, 0 bytes written",
-			 len / ru->value);
+		ru->pass = ru->value <= ru->base * ru->target;
+		snprintf(ru->note, sizeof(ru->note), "%.2f GB/s scanned (%.2fx a sum), 0 bytes written",
+			 len / ru->value, ru->base / ru->value);
 	}
 out:
 	if (range) {
