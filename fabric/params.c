@@ -34,6 +34,10 @@ static const struct smfi_param params[] = {
 	{ "writeback", "SAFE_MR_WRITEBACK", FI_PARAM_STRING,
 	  "Writeback engine: auto, io_uring or pwrite. Same as SAFE_MR_WRITEBACK. "
 	  "(default: auto)" },
+	{ "reserve", "SAFE_MR_RESERVE", FI_PARAM_STRING,
+	  "Reserve the blocks a writable file range lacks at registration (ext4, xfs), "
+	  "so that writeback cannot fail with ENOSPC: auto or off. Same as SAFE_MR_RESERVE. "
+	  "(default: auto)" },
 };
 
 static void export_param(const struct smfi_param *p)

@@ -18,6 +18,7 @@
 
 struct sm_config sm_cfg = {
 	.mode = SM_MODE_BOUNCE,
+	.reserve = true,
 	.log_level = SM_LOG_WARN,
 };
 size_t sm_page_size = 4096;
@@ -116,7 +117,7 @@ int sm_stats_path(const char *tmpl, char *out, size_t n)
 }
 
 /* The settings: name after SAFE_MR_, and what is accepted (for messages). */
-enum { S_MODE, S_LOG, S_STATS, S_STATS_FILE, S_FLUSH_MS, S_WRITEBACK, S_COUNT };
+enum { S_MODE, S_LOG, S_STATS, S_STATS_FILE, S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_COUNT };
 static const struct {
 	const char *name;
 	const char *accepted;
@@ -128,9 +129,10 @@ static const struct {
 	[S_STATS_FILE] = { "STATS_FILE", "a path; %p pid, %h host, %r MPI rank, %% a %" },
 	[S_FLUSH_MS] = { "FLUSH_MS", "milliseconds, 0 to 3600000" },
 	[S_WRITEBACK] = { "WRITEBACK", "auto, io_uring, pwrite" },
+	[S_RESERVE] = { "RESERVE", "auto, off" },
 };
 static const int parse_order[S_COUNT] = { S_LOG, S_MODE, S_STATS, S_STATS_FILE,
-					  S_FLUSH_MS, S_WRITEBACK };
+					  S_FLUSH_MS, S_WRITEBACK, S_RESERVE };
 
 /* One setting: 0 or EINVAL (nothing changed). */
 static int config_set(int which, const char *value)
@@ -138,6 +140,7 @@ static int config_set(int which, const char *value)
 	static const char *const modes[] = { "bounce", "auto", "off" };
 	static const char *const levels[] = { "error", "warn", "info", "debug" };
 	static const char *const wbs[] = { "auto", "io_uring", "pwrite" };
+	static const char *const reserves[] = { "off", "auto" };
 	char scratch[PATH_MAX];
 	unsigned long ms;
 	char *end;
@@ -179,6 +182,11 @@ static int config_set(int which, const char *value)
 			return EINVAL;
 		sm_cfg.writeback = (enum sm_wb_pref)v;
 		break;
+	case S_RESERVE:
+		if ((v = parse_word(value, reserves, 2)) < 0)
+			return EINVAL;
+		sm_cfg.reserve = v == 1;
+		break;
 	default:
 		return EINVAL;
 	}
@@ -219,7 +227,8 @@ static void report_unknown(void)
 			continue;
 		sm_warn("unknown variable SAFE_MR_%.*s ignored; the settings are "
 			"SAFE_MR_MODE, SAFE_MR_LOG, SAFE_MR_STATS, SAFE_MR_STATS_FILE, "
-			"SAFE_MR_FLUSH_MS, SAFE_MR_WRITEBACK", (int)(eq - name), name);
+			"SAFE_MR_FLUSH_MS, SAFE_MR_WRITEBACK, SAFE_MR_RESERVE", (int)(eq - name),
+			name);
 	}
 }
 

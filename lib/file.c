@@ -234,6 +234,7 @@ int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 		f->fd = fd;
 		f->writable = write;
 		f->dax = is_dax(fd);
+		f->fs_magic = (long)sfs.f_type;
 		f->next = files;
 		if (files)
 			files->prev = f;

@@ -20,6 +20,7 @@ struct sm_file {
 	int fd;
 	bool writable;		/* fd opened O_RDWR */
 	bool dax;
+	long fs_magic;		/* statfs f_type */
 	unsigned int refs;	/* chunks using it */
 };
 
@@ -41,6 +42,13 @@ struct sm_file *sm_file_lookup(dev_t dev, ino_t ino);
 int sm_file_known_reentered(dev_t dev, ino_t ino);
 /* Forget everything without closing mappings (fork child). */
 void sm_file_reset(void);
+
+/* Reserve the blocks [off, +len) lacks (below EOF) where that guarantees
+ * later writes (ext4, xfs) and SAFE_MR_RESERVE allows: 0, ENOSPC or
+ * EDQUOT (other failures: no promise, 0). */
+bool sm_reserve_applies(long fs_magic);
+int sm_reserve(int fd, long fs_magic, off_t off, size_t len);
+int sm_reserve_fd(int fd, off_t off, size_t len);	/* fstatfs first */
 
 /* The shadow arena: one memfd for all shadow memory of the process. */
 int sm_arena_alloc(size_t len, off_t *off);

@@ -26,7 +26,7 @@
 #include <unistd.h>
 #include <linux/fs.h>
 
-#include "internal.h"
+#include "file.h"
 #include "safe_mr.h"
 
 struct fr_region {
@@ -161,6 +161,15 @@ SM_EXPORT struct safe_mr_file_region *safe_mr_file_reg(struct ibv_pd *pd, int fd
 	fr = calloc(1, sizeof(*fr));
 	if (!fr)
 		return NULL;
+	/* Writes will come: blocks reserved now (SAFE_MR_RESERVE). */
+	if (access & (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)) {
+		err = sm_reserve_fd(fd, offset, length);
+		if (err) {
+			free(fr);
+			errno = err;
+			return NULL;
+		}
+	}
 	fr->wfd = fd;
 	err = own_descriptor(fd, &fr->wfd);
 	if (err) {

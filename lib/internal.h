@@ -24,6 +24,7 @@ struct sm_config {
 	bool stats_at_exit;		/* SAFE_MR_STATS=1 */
 	unsigned int flush_ms;		/* SAFE_MR_FLUSH_MS=N (0: off) */
 	enum sm_wb_pref writeback;	/* SAFE_MR_WRITEBACK=auto|io_uring|pwrite */
+	bool reserve;			/* SAFE_MR_RESERVE=auto|off (auto) */
 };
 extern struct sm_config sm_cfg;
 /* Parse the environment once (thread-safe, idempotent). */

@@ -613,6 +613,16 @@ static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bo
 		sm_file_put(f);
 		return 0;
 	}
+	/* The NIC will write without ->page_mkwrite: reserve the blocks now,
+	 * so that ENOSPC is a failed registration, not a failed writeback
+	 * after the peer was told the write was done. */
+	if (v->prot & PROT_WRITE) {
+		err = sm_reserve(f->fd, f->fs_magic, (off_t)v->offset, v->end - v->start);
+		if (err) {
+			sm_file_put(f);
+			return err;
+		}
+	}
 	if (sm_nchunks)
 		detach_stale(v->start, v->end);
 	err = chunk_create(v, f, &c);

@@ -20,7 +20,9 @@ fi
 f=$mnt/blockd.img ack=$VM_OUT/enospc.ack
 rm -f "$ack"
 truncate -s 1M "$f"		# sparse: blocks are allocated at commit
-"$BD" -f "$f" -a $ST_SA -p 19100 -t 20 -v > "$VM_OUT/enospc.blockd.log" 2>&1 &
+# The error path itself: no block reservation at registration (with the
+# default SAFE_MR_RESERVE=auto blockd would hold its blocks from the start).
+SAFE_MR_RESERVE=off "$BD" -f "$f" -a $ST_SA -p 19100 -t 20 -v > "$VM_OUT/enospc.blockd.log" 2>&1 &
 bd=$!
 for i in $(seq 100); do grep -q 'blockd: ready' "$VM_OUT/enospc.blockd.log" && break; sleep 0.1; done
 dd if=/dev/zero of="$mnt/filler" bs=64k status=none 2>/dev/null
