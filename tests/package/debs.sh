@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# debs.sh SRCDIR VERSION FAKE_VERBS_DIR REG_FILE
+# debs.sh SRCDIR VERSION FAKE_VERBS_DIR REG_FILE BUILD [RUN_VM]
 # The Debian packages: dpkg-buildpackage -b -us -uc in a copy of the source
 # tree (the tree itself is never written), lintian quiet (errors and
 # warnings fail; debian/*.lintian-overrides say why each override), the
@@ -8,9 +8,12 @@
 # packages unpacked into a throwaway root and run from there: safe_mr-info
 # (version, the packaged hook found by libfabric), safe_mr-run over a
 # program registering a file mapping (the libibverbs test double), and the
-# installed header and pkg-config file.
+# installed header and pkg-config file.  With RUN_VM (meson option
+# vm_tests): the packages kept in BUILD/tests/package/debs and the
+# demonstration run from them in a Debian 12 (6.1) guest over Soft-RoCE
+# (guest/packages.sh).
 set -u
-src=$1 version=$2 fake=$3 reg_file=$4
+src=$1 version=$2 fake=$3 reg_file=$4 build=$5 run_vm=${6:-}
 fail=0
 ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fail=1; }
@@ -92,4 +95,14 @@ cflags=$(PKG_CONFIG_PATH=$L/pkgconfig PKG_CONFIG_SYSROOT_DIR=$root pkg-config --
 	# shellcheck disable=SC2086
 	gcc -Wall -Werror "$tmp/p.c" -o "$tmp/p" $cflags -Wl,-rpath,"$L" && "$tmp/p" &&
 	ok "the -dev package: header, pkg-config, library" || bad "building against the -dev package"
+
+if [ -n "$run_vm" ]; then
+	keep=$build/tests/package/debs
+	rm -rf "$keep" && mkdir -p "$keep" && cp $debs "$keep/" || bad "cannot keep the packages in $keep"
+	out=$("$run_vm" --build "$build" --src "$src" --kernel host --checks "$src/tests/package/guest" \
+		--run-name run-packages --only packages 2>&1); rc=$?
+	printf '%s\n' "$out" | grep -E '^(== |[a-z].*(PASS|FAIL))' | sed 's/^/    /'
+	[ $rc -eq 0 ] && ok "guest (Debian 12 kernel, Soft-RoCE): the demonstration runs from the packages" ||
+		{ bad "guest check (run-vm exit $rc):"; printf '%s\n' "$out" | tail -n 80; }
+fi
 exit $fail
