@@ -17,8 +17,8 @@
  *
  * Built twice: plain libibverbs (run it under LD_PRELOAD=libsafe_mr_preload.so,
  * or without for the control) and with the linked C API (-DEIO_SAFE_MR_API).
- * With -V it only checks that FILE holds the NIC's bytes (ordinary reads:
- * after a cold remount).
+ * With -V it only checks that each FILE holds the NIC's bytes (ordinary
+ * reads: after a cold remount).
  *
  * Prints "RESULT key=value..." and a verdict line.  Exit: 0 PASS, 1 the disk
  * does not hold the data, 2 ibv_reg_mr failed, 3 the sync returned 0 while
@@ -57,6 +57,7 @@ extern char **environ;
 
 static struct {
 	const char *path, *dev, *sync, *failcmd, *restorecmd;
+	char **paths;		/* -V: every FILE */
 	size_t size;
 	int tries;
 	bool verify_only;
@@ -265,7 +266,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: eio_write [-d DEV] [-s BYTES] [-y msync|fsync|fdatasync|dereg] [-t TRIES]\n"
 		"                 -F FAILCMD -R RESTORECMD FILE\n"
-		"       eio_write -V [-s BYTES] FILE     (check FILE holds the NIC's bytes)\n");
+		"       eio_write -V [-s BYTES] FILE...  (check each FILE holds the NIC's bytes)\n");
 	exit(EXIT_SETUP);
 }
 
@@ -285,7 +286,8 @@ static void parse(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (optind != argc - 1 || o.size < REWRITE_PAGES * 4096u || o.size % 4096 || o.tries < 1)
+	if (optind >= argc || (optind != argc - 1 && !o.verify_only) ||
+	    o.size < REWRITE_PAGES * 4096u || o.size % 4096 || o.tries < 1)
 		usage();
 	if (strcmp(o.sync, "msync") && strcmp(o.sync, "fsync") && strcmp(o.sync, "fdatasync") &&
 	    strcmp(o.sync, "dereg"))
@@ -293,6 +295,7 @@ static void parse(int argc, char **argv)
 	if (!o.verify_only && (!o.failcmd || !o.restorecmd))
 		usage();
 	o.path = argv[optind];
+	o.paths = argv + optind;
 }
 
 int main(int argc, char **argv)
@@ -303,13 +306,19 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	parse(argc, argv);
 	if (o.verify_only) {
+		int ret = 0;
+
 		rewritten = true;
-		compare(o.path, false, &bad, &old);
-		if (bad)
-			die(EXIT_DATA, "%s: %zu of %zu bytes are not the NIC's (%zu old)",
-			    o.path, bad, o.size, old);
-		printf("PASS: %s holds the NIC's %zu bytes\n", o.path, o.size);
-		return 0;
+		for (char **p = o.paths; *p; p++) {
+			compare(*p, false, &bad, &old);
+			if (bad)
+				printf("FAIL: %s: %zu of %zu bytes are not the NIC's (%zu old)\n",
+				       *p, bad, o.size, old);
+			else
+				printf("PASS: %s holds the NIC's %zu bytes\n", *p, o.size);
+			ret |= bad ? EXIT_DATA : 0;
+		}
+		return ret;
 	}
 	open_device();
 	tqp = qp_create();
@@ -380,8 +389,11 @@ int main(int argc, char **argv)
 		    bad, o.size, old);
 	printf("PASS: %s failed (%s) while the device failed writes, retry %d returned 0, "
 	       "the disk holds all %zu bytes the NIC wrote\n", o.sync, ename(fail_err), tries, o.size);
+	/* Nothing is pending now: an error here was already reported (and
+	 * the data is on disk), so it must not come back. */
 	if (mr && (err = ibv_dereg_mr(mr)))
-		die(EXIT_DATA, "ibv_dereg_mr: %s", strerror(err));
+		die(EXIT_DATA, "ibv_dereg_mr after the retried %s returned 0 and the disk held every "
+		    "byte: %s", o.sync, ename(err));
 	ibv_dereg_mr(smr);
 	munmap(map, o.size);
 	close(fd);
