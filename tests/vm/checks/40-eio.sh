@@ -76,6 +76,7 @@ run() {
 	out=$(SAFE_MR_STATS=1 "$@" -s $SIZE -F "$FAILCMD" -R "$RESTORECMD" 2>$TMPDIR/eio.err); rc=$?
 	st=$(grep -m1 'safe_mr: stats' $TMPDIR/eio.err)
 	echo "$case $fs rc=$rc: $out" >&2
+	[ $rc = 0 ] || eval "$RESTORECMD"	# it may have stopped while the device failed
 	if [ $rc != 0 ]; then
 		vm_result $fs $case FAIL "rc=$rc: $(echo "$out" | tail -n2 | tr '\n' ' ') $(grep -v 'safe_mr: stats' $TMPDIR/eio.err | head -n2 | tr '\n' ' ')"
 	elif ! [[ $st =~ shadowed=[1-9] ]]; then
@@ -90,6 +91,7 @@ control() {
 	local fs=$1 out rc
 	out=$("$EW" -y msync -s $SIZE -F "$FAILCMD" -R "$RESTORECMD" $MNT/control 2>&1); rc=$?
 	echo "control $fs rc=$rc: $out" >&2
+	eval "$RESTORECMD"
 	if [ $new = 1 ]; then
 		[ $rc = 2 ] && [[ $out == *"Bad address"* ]] &&
 			vm_result $fs control-no-safe_mr PASS "registration refused: $out" ||
