@@ -193,6 +193,17 @@ int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 	if (v->path && (!strncmp(v->path, "/memfd:", 7) || !strncmp(v->path, "/dev/zero", 9) ||
 			!strncmp(v->path, "/SYSV", 5) || !strncmp(v->path, "/dev/shm/", 9)))
 		return 0;
+	/* A file we hold open already, on the VMA's own device and inode: what
+	 * open_backing would prove (our descriptor pins the inode, so its
+	 * number is not reused), without reopening, stat and statfs: most of
+	 * a registration's fixed cost. */
+	f = sm_file_lookup(makedev(v->dev_major, v->dev_minor), v->inode);
+	if (f && (f->writable || !write)) {
+		f->refs++;
+		*kind = SM_BACK_FILE;
+		*file = f;
+		return 0;
+	}
 	err = open_backing(v, write, &fd);
 	if (err) {
 		/* Cannot tell what it is: a device or special file we may not

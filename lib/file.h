@@ -15,6 +15,7 @@ struct sm_file {
 	struct sm_file *next, *prev;
 	struct sm_hnode hnode;	/* files by (dev, ino) */
 	struct sm_chunk *chunks;	/* its chunks (registry.c) */
+	struct sm_chunk *unsynced;	/* those with pages written since the last flush */
 	dev_t dev;		/* fstat of our descriptor: what fsync(fd) sees */
 	ino_t ino;
 	int fd;

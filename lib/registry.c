@@ -36,9 +36,39 @@ void sm_chunk_link(struct sm_chunk *c)
 	sm_nchunks++;
 }
 
+void sm_page_unsynced(struct sm_chunk *c, size_t i)
+{
+	struct sm_file *f = c->file;
+
+	c->pg[i].unsynced = 1;
+	if (c->u_listed)
+		return;
+	c->u_prev = NULL;
+	c->u_next = f->unsynced;
+	if (f->unsynced)
+		f->unsynced->u_prev = c;
+	f->unsynced = c;
+	c->u_listed = true;
+}
+
+void sm_chunk_unsynced_done(struct sm_chunk *c)
+{
+	if (!c->u_listed)
+		return;
+	if (c->u_prev)
+		c->u_prev->u_next = c->u_next;
+	else
+		c->file->unsynced = c->u_next;
+	if (c->u_next)
+		c->u_next->u_prev = c->u_prev;
+	c->u_next = c->u_prev = NULL;
+	c->u_listed = false;
+}
+
 void sm_chunk_unlink(struct sm_chunk *c)
 {
 	sm_nchunks--;
+	sm_chunk_unsynced_done(c);
 	if (c->orphans)
 		sm_chunk_set_orphans(c, false);
 	sm_itree_remove(&sm_chunk_tree, &c->node);

@@ -350,7 +350,7 @@ static void merge_late(struct sm_chunk *c, size_t first, size_t n, const uint8_t
 		}
 		sm_merge_page(m + i * sm_page_size, base, sh);
 		c->pg[first + i].hash = sm_page_hash(m + i * sm_page_size);
-		c->pg[first + i].unsynced = 1;
+		sm_page_unsynced(c, first + i);
 	}
 	if (m)
 		sm_sys_munmap(m, len);

@@ -32,6 +32,8 @@ struct sm_page {
 struct sm_chunk {
 	struct sm_chunk *next, *prev;	/* all chunks (sm_chunks) */
 	struct sm_chunk *f_next, *f_prev;	/* the chunks of `file` */
+	struct sm_chunk *u_next, *u_prev;	/* ... that have unsynced pages */
+	bool u_listed;
 	struct sm_inode node;	/* in sm_chunk_tree: [start, start + npages pages) */
 	uintptr_t start;	/* application address of page 0 */
 	size_t npages;
@@ -118,6 +120,10 @@ struct sm_chunk *sm_chunk_next_in(const struct sm_chunk *c, uintptr_t s, uintptr
 /* From a signal handler that interrupted the engine on this thread: does
  * a chunk overlap [s, e)?  1, 0, or -1: the registry was mid-change. */
 int sm_chunks_reentered_any(uintptr_t s, uintptr_t e);
+/* Page i of c was written since its file's last durable flush: c goes on
+ * the file's list of chunks with unsynced pages (sm_file_flushed). */
+void sm_page_unsynced(struct sm_chunk *c, size_t i);
+void sm_chunk_unsynced_done(struct sm_chunk *c);	/* off that list */
 /* c->orphans, counted: sync points skip the walk when none has them. */
 void sm_chunk_set_orphans(struct sm_chunk *c, bool on);
 extern size_t sm_norphans;

@@ -106,7 +106,11 @@ static int batch_add(struct wb_batch *b, struct sm_chunk *c, size_t first, size_
  * possibly dropped by the kernel (!ok): write them again. */
 void sm_file_flushed(struct sm_file *f, bool ok)
 {
-	for (struct sm_chunk *c = f->chunks; c; c = c->f_next) {
+	struct sm_chunk *c, *next;
+
+	for (c = f->unsynced; c; c = next) {
+		next = c->u_next;
+		sm_chunk_unsynced_done(c);
 		for (size_t i = 0; i < c->npages; i++) {
 			struct sm_page *pg = &c->pg[i];
 
@@ -136,7 +140,7 @@ static int batch_flush(struct wb_batch *b, unsigned int flags)
 
 				pg->hash = b->pages[p].hash;
 				pg->force = 0;
-				pg->unsynced = 1;
+				sm_page_unsynced(b->pages[p].c, b->pages[p].i);
 			}
 		}
 	} else if (flags & SM_WB_DURABLE) {
