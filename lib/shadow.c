@@ -242,7 +242,10 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	if (c->live) {
 		SM_STAT_ADD(bytes_shadowed, c->live * sm_page_size);
 		SM_STAT_ADD(shadow_bytes_now, c->live * sm_page_size);
-		madvise(c->alias, len, MADV_POPULATE_WRITE);	/* one pass, not a fault each */
+		/* One pass, not a fault each; below 16 pages the system call
+		 * costs more than the faults it saves. */
+		if (npages >= 16)
+			madvise(c->alias, len, MADV_POPULATE_WRITE);
 	}
 	if (err) {
 		if (c->live) {
