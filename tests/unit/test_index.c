@@ -103,7 +103,7 @@ static void check_query(const struct sm_itree *t, struct item *items, size_t n, 
 
 START_TEST(tree_matches_model)
 {
-	enum { N = 600, OPS = 60000 };
+	enum { N = 600, OPS = 30000 };
 	struct item *items = calloc(N, sizeof(*items));
 	const struct item **want = malloc(N * sizeof(*want));
 	struct sm_itree t = { 0 };
@@ -223,7 +223,7 @@ struct hitem {
 
 START_TEST(hmap_matches_model)
 {
-	enum { N = 5000, OPS = 200000, KEYS = 700 };
+	enum { N = 1500, OPS = 60000, KEYS = 300 };
 	struct hitem *items = calloc(N, sizeof(*items));
 	struct sm_hmap m = { 0 };
 	size_t linked = 0;
