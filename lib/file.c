@@ -14,19 +14,7 @@
 #include <unistd.h>
 
 #include "file.h"
-
-#ifndef STATX_ATTR_DAX
-#define STATX_ATTR_DAX 0x00200000
-#endif
-#ifndef SECRETMEM_MAGIC
-#define SECRETMEM_MAGIC 0x5345434d
-#endif
-#ifndef DMA_BUF_MAGIC
-#define DMA_BUF_MAGIC 0x444d4142
-#endif
-#ifndef ANON_INODE_FS_MAGIC
-#define ANON_INODE_FS_MAGIC 0x09041934
-#endif
+#include "fsfacts.h"
 
 static struct sm_file *files;	/* all of them (fork child) */
 static struct sm_hmap by_id;	/* and by (dev, ino) */
@@ -34,34 +22,6 @@ static struct sm_hmap by_id;	/* and by (dev, ino) */
 static inline uint64_t id_key(dev_t dev, ino_t ino)
 {
 	return sm_mix64((uint64_t)dev) ^ (uint64_t)ino;
-}
-
-/* Filesystems whose pages have no writeback: pinning them is safe. */
-static bool fs_without_writeback(long magic)
-{
-	switch (magic) {
-	case TMPFS_MAGIC:
-	case HUGETLBFS_MAGIC:
-	case RAMFS_MAGIC:
-	case SYSFS_MAGIC:
-	case PROC_SUPER_MAGIC:
-	case DEBUGFS_MAGIC:
-	case SECRETMEM_MAGIC:
-	case DMA_BUF_MAGIC:
-	case ANON_INODE_FS_MAGIC:
-		return true;
-	default:
-		return false;
-	}
-}
-
-static bool is_dax(int fd)
-{
-	struct statx stx;
-
-	if (statx(fd, "", AT_EMPTY_PATH, 0, &stx))
-		return false;
-	return (stx.stx_attributes_mask & STATX_ATTR_DAX) && (stx.stx_attributes & STATX_ATTR_DAX);
 }
 
 static inline struct sm_file *file_of(struct sm_hnode *x)
@@ -220,7 +180,7 @@ int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 		close(fd);
 		return err;
 	}
-	if (fs_without_writeback((long)sfs.f_type)) {
+	if (sm_fs_without_writeback((long)sfs.f_type)) {
 		close(fd);
 		return 0;
 	}
@@ -244,7 +204,7 @@ int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 		f->ino = st.st_ino;
 		f->fd = fd;
 		f->writable = write;
-		f->dax = is_dax(fd);
+		f->dax = sm_fd_is_dax(fd);
 		f->fs_magic = (long)sfs.f_type;
 		f->next = files;
 		if (files)

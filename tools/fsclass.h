@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Would a writable MAP_SHARED mapping of this file be shadowed, and why.
- * The same rules as the engine's (lib/file.c: sm_file_classify); kept in
- * step by hand until the engine exports its classification. */
+/* Would a writable MAP_SHARED mapping of this file be shadowed, and why:
+ * the engine's rules (lib/file.c: sm_file_classify), from its filesystem
+ * facts (lib/fsfacts.c, compiled into the tool too). */
 #ifndef SMT_FSCLASS_H
 #define SMT_FSCLASS_H
 

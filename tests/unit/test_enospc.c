@@ -91,14 +91,12 @@ int main(void)
 	Suite *s = suite_create("enospc");
 	TCase *tc = tcase_create("enospc");
 
-	if (geteuid() != 0 || system("command -v mkfs.ext4 >/dev/null && command -v losetup >/dev/null && losetup -f >/dev/null 2>&1") != 0) {
-		/* A developer's unprivileged run may skip (loudly); CI must not. */
-		bool ci = getenv("CI") && *getenv("CI");
+	int need = tu_require_root("the ENOSPC test needs root, mkfs.ext4 and a free loop device "
+				   "(RLIMIT_FSIZE failure is tested in test_errors)",
+				   "command -v mkfs.ext4 >/dev/null && command -v losetup >/dev/null && losetup -f >/dev/null 2>&1");
 
-		fprintf(stderr, "%s: the ENOSPC test needs root, mkfs.ext4 and a free loop device (RLIMIT_FSIZE failure is tested in test_errors)\n",
-			ci ? "FAIL" : "SKIP");
-		return ci ? 1 : 77;
-	}
+	if (need)
+		return need;
 	tcase_add_checked_fixture(tc, tu_setup, cleanup);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, enospc);

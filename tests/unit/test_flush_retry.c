@@ -49,28 +49,41 @@ static void setup_inject(void)
 	ck_assert_msg(inj_install(), "seccomp user notification: %s", strerror(errno));
 }
 
+/* A registered mapping of a new file whose first NW pages the NIC changed;
+ * failures injected from now on. */
+struct setup {
+	char path[600];
+	int fd;
+	uint8_t *p;
+	struct ibv_mr *mr;
+};
+
+static void registered(struct setup *t, unsigned int seed)
+{
+	t->fd = tu_file(NP * ps, seed, t->path, sizeof(t->path));
+	t->p = tu_map(t->fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	setup_inject();
+	t->mr = safe_mr_reg_mr(tu_pd, t->p, NP * ps, RW);
+	ck_assert_ptr_nonnull(t->mr);
+	nic_fill(t->mr, (uint8_t)seed);
+}
+
 /* The durable sync's final fdatasync fails: all 200 pages, not the last
  * slice only, are written again by the retry. */
 START_TEST(durable_retry_rewrites_everything)
 {
-	char path[600];
-	int fd = tu_file(NP * ps, 3, path, sizeof(path));
-	uint8_t *p = tu_map(fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	struct ibv_mr *mr;
+	struct setup t;
 	uint64_t before;
 
-	setup_inject();
-	mr = safe_mr_reg_mr(tu_pd, p, NP * ps, RW);
-	ck_assert_ptr_nonnull(mr);
-	nic_fill(mr, 1);
-	inj_arm(fd, INJ_FLUSH, 0, 1, EIO);
-	ck_assert_int_eq(safe_mr_sync(mr, 0, 0, SAFE_MR_SYNC_DURABLE), EIO);
+	registered(&t, 1);
+	inj_arm(t.fd, INJ_FLUSH, 0, 1, EIO);
+	ck_assert_int_eq(safe_mr_sync(t.mr, 0, 0, SAFE_MR_SYNC_DURABLE), EIO);
 	inj_disarm();
 	before = written();
-	ck_assert_int_eq(safe_mr_sync(mr, 0, 0, SAFE_MR_SYNC_DURABLE), 0);
+	ck_assert_int_eq(safe_mr_sync(t.mr, 0, 0, SAFE_MR_SYNC_DURABLE), 0);
 	ck_assert_uint_ge(written() - before, NW * ps);
-	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
-	assert_file_nic(path, 1);
+	ck_assert_int_eq(safe_mr_dereg_mr(t.mr), 0);
+	assert_file_nic(t.path, 1);
 }
 END_TEST
 
@@ -78,28 +91,22 @@ END_TEST
  * fsync fails: the next fsync writes them all again. */
 START_TEST(fsync_after_async_writeback)
 {
-	char path[600];
-	int fd = tu_file(NP * ps, 4, path, sizeof(path));
-	uint8_t *p = tu_map(fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	struct ibv_mr *mr;
+	struct setup t;
 	uint64_t before;
 
-	setup_inject();
-	mr = safe_mr_reg_mr(tu_pd, p, NP * ps, RW);
-	ck_assert_ptr_nonnull(mr);
-	nic_fill(mr, 2);
+	registered(&t, 2);
 	before = written();
-	ck_assert_int_eq(safe_mr_msync(p, NP * ps, MS_ASYNC), 0);
+	ck_assert_int_eq(safe_mr_msync(t.p, NP * ps, MS_ASYNC), 0);
 	ck_assert_uint_ge(written() - before, NW * ps);
-	inj_arm(fd, INJ_FLUSH, 0, 1, EIO);
-	ck_assert_int_eq(safe_mr_fsync(fd), -1);
+	inj_arm(t.fd, INJ_FLUSH, 0, 1, EIO);
+	ck_assert_int_eq(safe_mr_fsync(t.fd), -1);
 	ck_assert_int_eq(errno, EIO);
 	inj_disarm();
 	before = written();
-	ck_assert_int_eq(safe_mr_fsync(fd), 0);
+	ck_assert_int_eq(safe_mr_fsync(t.fd), 0);
 	ck_assert_uint_ge(written() - before, NW * ps);
-	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
-	assert_file_nic(path, 2);
+	ck_assert_int_eq(safe_mr_dereg_mr(t.mr), 0);
+	assert_file_nic(t.path, 2);
 }
 END_TEST
 
@@ -133,23 +140,17 @@ END_TEST
  * and the next sync point of the file reports the error, then writes it. */
 START_TEST(munmap_error_surfaces_at_fsync)
 {
-	char path[600];
-	int fd = tu_file(NP * ps, 6, path, sizeof(path));
-	uint8_t *p = tu_map(fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	struct ibv_mr *mr;
+	struct setup t;
 
-	setup_inject();
-	mr = safe_mr_reg_mr(tu_pd, p, NP * ps, RW);
-	ck_assert_ptr_nonnull(mr);
-	nic_fill(mr, 4);
-	inj_arm(fd, INJ_WRITE, 0, 1 << 20, EIO);
-	ck_assert_int_eq(safe_mr_munmap(p, NP * ps), 0);
-	ck_assert_int_eq(safe_mr_fsync(fd), -1);
+	registered(&t, 4);
+	inj_arm(t.fd, INJ_WRITE, 0, 1 << 20, EIO);
+	ck_assert_int_eq(safe_mr_munmap(t.p, NP * ps), 0);
+	ck_assert_int_eq(safe_mr_fsync(t.fd), -1);
 	ck_assert_int_eq(errno, EIO);
 	inj_disarm();
-	ck_assert_int_eq(safe_mr_fsync(fd), 0);
-	assert_file_nic(path, 4);
-	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	ck_assert_int_eq(safe_mr_fsync(t.fd), 0);
+	assert_file_nic(t.path, 4);
+	ck_assert_int_eq(safe_mr_dereg_mr(t.mr), 0);
 }
 END_TEST
 
@@ -160,26 +161,20 @@ END_TEST
  * the file mapping back) once it works. */
 START_TEST(release_error_surfaces_at_fsync)
 {
-	char path[600];
-	int fd = tu_file(NP * ps, 7, path, sizeof(path));
-	uint8_t *p = tu_map(fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	struct ibv_mr *mr;
+	struct setup t;
 
-	setup_inject();
-	mr = safe_mr_reg_mr(tu_pd, p, NP * ps, RW);
-	ck_assert_ptr_nonnull(mr);
-	nic_fill(mr, 5);
+	registered(&t, 5);
 	/* the sync's flush passes, the release's fails, and every one after */
-	inj_arm(fd, INJ_FLUSH, 1, 1 << 20, EIO);
-	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	inj_arm(t.fd, INJ_FLUSH, 1, 1 << 20, EIO);
+	ck_assert_int_eq(safe_mr_dereg_mr(t.mr), 0);
 	ck_assert_uint_eq(fake_nic_mr_count(), 0);
-	ck_assert_int_eq(safe_mr_fsync(fd), -1);
+	ck_assert_int_eq(safe_mr_fsync(t.fd), -1);
 	ck_assert_int_eq(errno, EIO);
-	tu_assert_shadow_mask(p, 4, 0xf);	/* still the shadow: not finished */
+	tu_assert_shadow_mask(t.p, 4, 0xf);	/* still the shadow: not finished */
 	inj_disarm();
-	ck_assert_int_eq(safe_mr_fsync(fd), 0);
-	assert_file_nic(path, 5);
-	tu_assert_shadow_mask(p, 4, 0);	/* finished: the file mapping is back */
+	ck_assert_int_eq(safe_mr_fsync(t.fd), 0);
+	assert_file_nic(t.path, 5);
+	tu_assert_shadow_mask(t.p, 4, 0);	/* finished: the file mapping is back */
 }
 END_TEST
 

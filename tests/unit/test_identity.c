@@ -137,14 +137,11 @@ int main(void)
 	Suite *s = suite_create("identity");
 	TCase *tc = tcase_create("identity");
 
-	if (geteuid() != 0 || system("command -v mkfs.ext4 >/dev/null && losetup -f >/dev/null 2>&1") != 0) {
-		/* A developer's unprivileged run may skip (loudly); CI must not. */
-		bool ci = getenv("CI") && *getenv("CI");
+	int need = tu_require_root("the identity test needs root, mkfs.ext4 and a free loop device",
+				   "command -v mkfs.ext4 >/dev/null && losetup -f >/dev/null 2>&1");
 
-		fprintf(stderr, "%s: the identity test needs root, mkfs.ext4 and a free loop device\n",
-			ci ? "FAIL" : "SKIP");
-		return ci ? 1 : 77;
-	}
+	if (need)
+		return need;
 	tcase_add_checked_fixture(tc, tu_setup, tu_teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, mounted_over_root);

@@ -64,5 +64,10 @@ struct safe_mr_stats tu_stats(void);
 TCase *tu_tcase(const char *name);
 /* Run the suite (fork mode unless CK_FORK=no): exit status for main. */
 int tu_run(Suite *s);
+/* For tests that need root and tools (loop devices, mkfs): 0 if the shell
+ * command `probe` succeeds as root, else the exit code to return after
+ * saying why: 77 (meson: SKIP) for a developer's run, 1 under CI, which
+ * must not skip. */
+int tu_require_root(const char *what, const char *probe);
 
 #endif
