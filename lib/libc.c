@@ -157,8 +157,15 @@ static int sync_fd(int fd, int (*real)(int))
 
 		sm_lock_take();
 		f = sm_file_lookup(st.st_dev, st.st_ino);
-		if (f)
+		if (f) {
 			sm_file_flushed(f, ret == 0);
+			/* Linux reports a writeback error once to each open
+			 * file description: take ours now, as part of this
+			 * failure, so that our next flush (after the pages are
+			 * written again) does not report it as a new one. */
+			if (ret)
+				sm_sys_fdatasync(f->fd);
+		}
 		sm_lock_drop();
 		errno = e;
 	}
