@@ -1,0 +1,7 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Unmodified MPI jobs over UCX on Soft-RoCE: mpi4py + numpy.memmap under Open MPI.
+# See mpi-ucx-lib.sh and tests/vm/README.md.
+. "$SAFE_MR_SRC/tests/vm/checks/mpi-ucx-lib.sh"
+mpi_case mpi4py
+vm_exit
