@@ -68,6 +68,23 @@ void sm_file_put(struct sm_file *f)
 	free(f);
 }
 
+void sm_file_renew(struct sm_file *f)
+{
+	char path[64];
+	struct stat st;
+	int fl = fcntl(f->fd, F_GETFL), nfd;
+
+	if (fl < 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", f->fd);
+	nfd = open(path, (fl & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC)) | O_CLOEXEC);
+	if (nfd < 0)
+		return;
+	if (fstat(nfd, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino)
+		dup3(nfd, f->fd, O_CLOEXEC);
+	close(nfd);
+}
+
 /* Is fd the file the VMA maps?  Same inode number and device.  stat and
  * /proc/self/maps may name the device differently (btrfs subvolumes report
  * their own anonymous device in stat): then a page of fd is mapped and the

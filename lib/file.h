@@ -36,6 +36,9 @@ enum sm_backing {
 int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 		     struct sm_file **file);
 void sm_file_put(struct sm_file *f);
+/* Give f a new open file description of the same file (same descriptor
+ * number): it does not report writeback errors from before. */
+void sm_file_renew(struct sm_file *f);
 /* The file with this identity, if any pages of it are shadowed. */
 struct sm_file *sm_file_lookup(dev_t dev, ino_t ino);
 /* The same from a signal handler that interrupted the engine on this

@@ -160,11 +160,13 @@ static int sync_fd(int fd, int (*real)(int))
 		if (f) {
 			sm_file_flushed(f, ret == 0);
 			/* Linux reports a writeback error once to each open
-			 * file description: take ours now, as part of this
-			 * failure, so that our next flush (after the pages are
-			 * written again) does not report it as a new one. */
+			 * file description: ours would report this one again
+			 * at our next flush, after the pages were written
+			 * again.  A new description starts past it (and a
+			 * flush now, while the device may still fail, could
+			 * make things worse: btrfs aborts its transaction). */
 			if (ret)
-				sm_sys_fdatasync(f->fd);
+				sm_file_renew(f);
 		}
 		sm_lock_drop();
 		errno = e;
