@@ -179,6 +179,17 @@ static void model_store(int g, size_t o, const uint8_t *v, size_t len)
 		memcpy(mf[g_file(g)].data + (size_t)g_fp(g) * PS + o, v, len);
 }
 
+/* Someone else writes file pages [p0, p1) of f: whether a forced rewrite
+ * after a later failed flush would put a shadow's copy back over that write
+ * is open (the README does not say): those pages' next state is unknown. */
+static void external_write(int f, size_t p0, size_t p1)
+{
+	for (int i = 0; i < NSH; i++)
+		if (shs[i].live && shs[i].f == f && shs[i].unsynced &&
+		    (size_t)shs[i].fp >= p0 && (size_t)shs[i].fp < p1)
+			shs[i].unsynced_maybe = true;
+}
+
 /* May someone else change file f now (pwrite, ftruncate, a child)?  Not
  * while a page of it is unknown, lost, or written by a writeback that may
  * or may not have happened (a failed flush would or would not make the
@@ -600,6 +611,7 @@ static void op_pwrite(void)
 	if (pwrite(mf[f].fd, buf, len, (off_t)off) != (ssize_t)len)
 		fail("pwrite: %s", strerror(errno));
 	memcpy(mf[f].data + off, buf, len);
+	external_write(f, off / PS, (off + len + PS - 1) / PS);
 	if (off + len > mf[f].size)
 		mf[f].size = off + len;
 	check_pages(gbase[f] + (int)(off / PS), 3);
@@ -618,6 +630,7 @@ static void op_ftruncate(void)
 		fail("ftruncate: %s", strerror(errno));
 	if (sz < mf[f].size)
 		memset(mf[f].data + sz, 0, mf[f].size - sz);
+	external_write(f, sz / PS, MAXPG);
 	mf[f].size = sz;
 	check_pages(gbase[f], maxp[f]);
 }
@@ -979,9 +992,11 @@ static void op_fork(void)
 		fail("forked child ended with status %#x", st);
 	/* The parent's shadows keep their data: the child's stores are in the
 	 * file, as an external write (the later writeback wins). */
-	for (int i = 0; i < nw; i++)
+	for (int i = 0; i < nw; i++) {
 		memcpy(mf[g_file(w[i].g)].data + (size_t)g_fp(w[i].g) * PS + w[i].o, w[i].v,
 		       w[i].len);
+		external_write(g_file(w[i].g), (size_t)g_fp(w[i].g), (size_t)g_fp(w[i].g) + 1);
+	}
 	check_all();
 	check_file(0);
 	check_file(1);
