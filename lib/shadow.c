@@ -436,6 +436,26 @@ int sm_reshadow_run(struct sm_chunk *c, size_t first, size_t count)
 	return 0;
 }
 
+bool sm_page_finished(struct sm_chunk *c, size_t i)
+{
+	struct sm_page *pg = &c->pg[i];
+	struct stat st;
+	off_t off = c->file_off + (off_t)(i * sm_page_size);
+
+	if (!pg->force && pg->hash == sm_page_hash(sm_page_ptr(c, i)))
+		return true;	/* written back */
+	/* Changed, but wholly past the end of the file: it has no place
+	 * there, and with nobody holding it nothing will ever write it on
+	 * purpose.  Kept, it would land over whatever a later write puts
+	 * there once the file grows again. */
+	if (fstat(c->file->fd, &st) == 0 && off >= st.st_size) {
+		sm_info("dropping a changed page at file offset %lld, past the end of file",
+			(long long)off);
+		return true;
+	}
+	return false;
+}
+
 /* Restore all mapped pages of c without references, in runs. */
 static int restore_unreferenced(struct sm_chunk *c)
 {
@@ -457,12 +477,9 @@ static int restore_unreferenced(struct sm_chunk *c)
 			}
 			i = j;
 		} else {
-			if (c->pg[i].state == PG_DETACHED && !c->pg[i].refs) {
-				/* written back by the caller: gone unless still dirty */
-				if (c->pg[i].hash == sm_page_hash(sm_page_ptr(c, i)) &&
-				    !c->pg[i].force)
-					sm_pages_gone(c, i, 1);
-			}
+			if (c->pg[i].state == PG_DETACHED && !c->pg[i].refs &&
+			    sm_page_finished(c, i))
+				sm_pages_gone(c, i, 1);
 			i++;
 		}
 	}

@@ -162,6 +162,9 @@ int sm_scratch(uint8_t **a, uint8_t **b);
 /* Pages [first, +count) of c are finished with: free their memory. */
 void sm_pages_gone(struct sm_chunk *c, size_t first, size_t count);
 void sm_chunk_free(struct sm_chunk *c);
+/* Page i of c (unreferenced, detached) may go: written back, or changed
+ * but wholly past the end of file (dropped, logged). */
+bool sm_page_finished(struct sm_chunk *c, size_t i);
 void sm_chunk_maybe_free(struct sm_chunk *c);	/* if no page and no hold is left */
 /* Unmap the keeper's pages [first, +count) that it still holds. */
 void sm_keeper_drop(struct sm_chunk *c, size_t first, size_t count);

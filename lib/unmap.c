@@ -68,10 +68,10 @@ static void let_go(struct runs *r)
 
 			if (pg->refs || pg->state != PG_DETACHED)
 				continue;
-			if (pg->force || pg->hash != sm_page_hash(sm_page_ptr(c, i)))
-				sm_chunk_set_orphans(c, true);	/* not written: kept for the next sync */
-			else
+			if (sm_page_finished(c, i))
 				sm_pages_gone(c, i, 1);
+			else
+				sm_chunk_set_orphans(c, true);	/* not written: kept for the next sync */
 		}
 	}
 	/* A chunk appears in several runs: free the empty ones once. */

@@ -177,10 +177,13 @@ void sh_unref(int i)
 			if (pg[g].sh == i)
 				pg[g].sh = -1;
 		sh_kill(i);
-	} else if (!sh_dirty(s)) {
+	} else if (!sh_dirty(s) || (size_t)s->fp * PS >= mf[s->f].size) {
+		/* Clean; or changed but wholly past EOF, where it has no place:
+		 * the engine drops it (as truncate drops a page cache page). */
 		sh_kill(i);
 	}
-	/* A dirty detached page stays for the next sync point of its file. */
+	/* A dirty detached page within EOF stays for the next sync point of
+	 * its file. */
 }
 
 static void report_page(int g, const uint8_t *got, size_t o, uint8_t want)
