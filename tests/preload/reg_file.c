@@ -8,9 +8,8 @@
  *                     premise, a >= 6.5 kernel refuses the pin)
  *   reg_file ok       everything must work (run under LD_PRELOAD) */
 #include <dlfcn.h>
-#include <infiniband/verbs.h>
 
-#include "util.h"
+#include "verbs_util.h"
 
 typedef int (*nic_write_fn)(struct ibv_mr *, size_t, const void *, size_t);
 static nic_write_fn nic_write;
@@ -23,32 +22,6 @@ static void nic(struct ibv_mr *mr, size_t off, const char *s)
 		die("fake_nic_write at %zu: %s", off, strerror(err));
 	if (memcmp((char *)mr->addr + off, s, strlen(s)))
 		die("the CPU does not see what the NIC wrote at %zu", off);
-}
-
-static void close_pd(struct ibv_pd *pd)
-{
-	struct ibv_context *ctx = pd->context;
-
-	if (ibv_dealloc_pd(pd) || ibv_close_device(ctx))
-		die("ibv_dealloc_pd/ibv_close_device failed");
-}
-
-static struct ibv_pd *open_pd(void)
-{
-	struct ibv_device **list = ibv_get_device_list(NULL);
-	struct ibv_context *ctx;
-	struct ibv_pd *pd;
-
-	if (!list || !list[0])
-		die("no verbs device (is the fake libibverbs on LD_LIBRARY_PATH?)");
-	ctx = ibv_open_device(list[0]);
-	if (!ctx)
-		die("ibv_open_device: %s", strerror(errno));
-	ibv_free_device_list(list);
-	pd = ibv_alloc_pd(ctx);
-	if (!pd)
-		die("ibv_alloc_pd: %s", strerror(errno));
-	return pd;
 }
 
 int main(int argc, char **argv)

@@ -8,9 +8,8 @@
  *   spy_calls alone    the spy without safe_mr (it works: the premise)
  *   spy_calls shadow   LD_PRELOAD=safe_mr:spy, the mapping registered */
 #include <dlfcn.h>
-#include <infiniband/verbs.h>
 
-#include "util.h"
+#include "verbs_util.h"
 
 typedef int (*nic_write_fn)(struct ibv_mr *, size_t, const void *, size_t);
 static nic_write_fn nic_write;
@@ -32,24 +31,6 @@ static void expect_file(struct ibv_mr *mr, int fd, off_t off, const char *s, con
 {
 	if (mr)
 		expect_pread(fd, off, s, what);
-}
-
-static struct ibv_pd *open_pd(void)
-{
-	struct ibv_device **list = ibv_get_device_list(NULL);
-	struct ibv_context *ctx;
-	struct ibv_pd *pd;
-
-	if (!list || !list[0])
-		die("no verbs device (is the fake libibverbs on LD_LIBRARY_PATH?)");
-	ctx = ibv_open_device(list[0]);
-	if (!ctx)
-		die("ibv_open_device: %s", strerror(errno));
-	ibv_free_device_list(list);
-	pd = ibv_alloc_pd(ctx);
-	if (!pd)
-		die("ibv_alloc_pd: %s", strerror(errno));
-	return pd;
 }
 
 /* The object that defines `sym` for the program. */
