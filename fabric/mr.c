@@ -2,7 +2,8 @@
 /* Memory registration through the hook: every iovec is handed to the
  * safe_mr engine BEFORE the hooked provider registers (and possibly pins)
  * it, with the fid_mr the application will see as owner, so that
- * safe_mr_fi_sync(mr) == safe_mr_sync_owner(mr).  Close writes back. */
+ * safe_mr_fi_sync(mr) == safe_mr_sync_owner(mr).  Close writes back.  Both
+ * follow safe_mr's one protocol: safe_mr_register/safe_mr_deregister. */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/uio.h>
@@ -14,7 +15,6 @@
 struct smfi_mr {
 	struct fid_mr mr;	/* what the application sees; the owner */
 	struct fid_mr *inner;	/* NULL once the provider closed it */
-	bool holds;		/* ranges were acquired with owner &mr */
 	struct fi_ops fid_ops;
 };
 
@@ -36,29 +36,35 @@ unsigned int smfi_access_to_ibv(uint64_t access)
 	return ibv;
 }
 
+static int inner_close(void *arg, void *handle)
+{
+	struct smfi_mr *m = arg;
+	int ret;
+
+	(void)handle;
+	ret = fi_close(&m->inner->fid);
+	if (ret)
+		return ret < 0 ? -ret : ret;
+	m->inner = NULL;
+	return 0;
+}
+
+/* safe_mr's deregistration protocol: write back while still registered
+ * (on ENOSPC/EIO the MR stays usable, the data stays in the shadow, and
+ * fi_close may be called again), close the provider's MR, then write back
+ * what the NIC wrote since (on failure: pending, written or reported at the
+ * file's next sync point, like safe_mr_dereg_mr). */
 static int mr_close(struct fid *fid)
 {
 	struct smfi_mr *m = (struct smfi_mr *)fid;
 	int ret;
 
 	if (m->inner) {
-		/* Write back while still registered: on ENOSPC/EIO the MR
-		 * stays usable and the data stays in the shadow. */
-		if (m->holds && (ret = safe_mr_sync_owner(&m->mr, SAFE_MR_SYNC_DURABLE))) {
-			smfi_warn(FI_LOG_MR, "writeback before close failed: %s\n",
-				  fi_strerror(ret));
+		ret = safe_mr_deregister(&m->mr, inner_close, m);
+		if (ret) {
+			smfi_warn(FI_LOG_MR, "close: %s\n", fi_strerror(ret));
 			return -ret;
 		}
-		ret = fi_close(&m->inner->fid);
-		if (ret)
-			return ret;
-		m->inner = NULL;
-	}
-	/* Pages the NIC changed after the sync above go back now; if that
-	 * fails, fi_close may be called again to retry. */
-	if (m->holds && (ret = safe_mr_release_owner(&m->mr))) {
-		smfi_warn(FI_LOG_MR, "writeback at close failed: %s\n", fi_strerror(ret));
-		return -ret;
 	}
 	free(m);
 	return 0;
@@ -145,36 +151,6 @@ struct mr_call {
 	bool system_memory;	/* host memory that may be file-backed */
 };
 
-static int acquire_all(struct smfi_mr *m, const struct mr_call *c, unsigned int ibv)
-{
-	size_t shadowed = 0;
-	int ret;
-
-	for (size_t i = 0; i < c->count; i++) {
-		struct safe_mr_range *r;
-
-		if (!c->iov[i].iov_len)
-			continue;
-		m->holds = true;
-		ret = safe_mr_range_acquire(c->iov[i].iov_base, c->iov[i].iov_len, ibv,
-					    &m->mr, &r);
-		if (ret) {
-			smfi_warn(FI_LOG_MR, "safe_mr_range_acquire(%p, %zu): %s\n",
-				  c->iov[i].iov_base, c->iov[i].iov_len, fi_strerror(ret));
-			safe_mr_release_owner(&m->mr);
-			m->holds = false;
-			return -ret;
-		}
-		shadowed += safe_mr_range_shadowed(r);
-	}
-	if (shadowed) {
-		smfi_dbg(FI_LOG_MR, "mr %p: %zu bytes shadowed in %zu iovecs\n",
-			 (void *)&m->mr, shadowed, c->count);
-		smfi_note_shadowed();
-	}
-	return 0;
-}
-
 static int inner_register(struct fid_domain *dom, const struct mr_call *c,
 			  struct fid_mr **inner)
 {
@@ -191,40 +167,53 @@ static int inner_register(struct fid_domain *dom, const struct mr_call *c,
 	}
 }
 
+struct inner_call {
+	struct fid_domain *dom;
+	const struct mr_call *c;
+	struct smfi_mr *m;
+};
+
+static int inner_register_cb(void *arg, void **handle)
+{
+	struct inner_call *ic = arg;
+	int ret = inner_register(ic->dom, ic->c, &ic->m->inner);
+
+	if (ret)
+		return ret < 0 ? -ret : ret;
+	*handle = &ic->m->mr;
+	return 0;
+}
+
+/* safe_mr's registration protocol (safe_mr_register): every iovec of host
+ * memory is shadowed as it needs before the provider pins it, with the
+ * fid_mr the application sees as the handle, and the read-only retry. */
 static int mr_register(struct fid *dfid, const struct mr_call *c, struct fid_mr **out)
 {
 	struct fid *ifid = smfi_domain_inner(dfid);
-	struct fid_domain *dom = (struct fid_domain *)ifid;
-	unsigned int ibv = smfi_access_to_ibv(c->access);
-	struct smfi_mr *m;
+	struct inner_call ic = { (struct fid_domain *)ifid, c, NULL };
+	size_t shadowed = 0;
+	void *handle;
 	int ret;
 
-	if (!dom)
+	if (!ic.dom)
 		return -FI_EINVAL;
-	m = calloc(1, sizeof(*m));
-	if (!m)
+	ic.m = calloc(1, sizeof(*ic.m));
+	if (!ic.m)
 		return -FI_ENOMEM;
-
-	if (c->system_memory && (ret = acquire_all(m, c, ibv)))
-		goto fail;
-	ret = inner_register(dom, c, &m->inner);
-	/* A NIC that pins even read-only buffers writable (or a kernel that
-	 * refuses read-only pins of file pages) fails with EFAULT: shadow
-	 * everything file-backed and try once more. */
-	if ((ret == -FI_EFAULT || ret == -FI_EOPNOTSUPP) && c->system_memory &&
-	    !(ibv & IBV_ACCESS_LOCAL_WRITE)) {
-		smfi_info(FI_LOG_MR, "registration refused (%s), retrying shadowed\n",
-			  fi_strerror(-ret));
-		if (m->holds)
-			safe_mr_release_owner(&m->mr);
-		m->holds = false;
-		if ((ret = acquire_all(m, c, ibv | IBV_ACCESS_LOCAL_WRITE)))
-			goto fail;
-		ret = inner_register(dom, c, &m->inner);
+	ret = safe_mr_register(c->iov, c->system_memory ? c->count : 0,
+			       smfi_access_to_ibv(c->access), inner_register_cb, &ic, &handle,
+			       &shadowed);
+	if (ret) {
+		smfi_dbg(FI_LOG_MR, "registration: %s\n", fi_strerror(ret));
+		free(ic.m);
+		return -ret;
 	}
-	if (ret)
-		goto fail;
-
+	if (shadowed) {
+		smfi_dbg(FI_LOG_MR, "mr %p: %zu bytes shadowed in %zu iovecs\n",
+			 handle, shadowed, c->count);
+		smfi_note_shadowed();
+	}
+	struct smfi_mr *m = ic.m;
 	m->fid_ops.size = sizeof(m->fid_ops);
 	m->fid_ops.close = mr_close;
 	m->fid_ops.bind = mr_bind;
@@ -238,12 +227,6 @@ static int mr_register(struct fid *dfid, const struct mr_call *c, struct fid_mr 
 	mr_refresh(m);
 	*out = &m->mr;
 	return 0;
-fail:
-	/* Nothing was registered, so nothing can have changed the shadow. */
-	if (m->holds)
-		safe_mr_release_owner(&m->mr);
-	free(m);
-	return ret;
 }
 
 /* Device memory and dma-bufs are never file pages. */

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <infiniband/verbs.h>
 
 /* off_t is 64 bits in this ABI (struct safe_mr_file_region, safe_mr_file_reg)
@@ -99,6 +100,25 @@ size_t safe_mr_range_shadowed(const struct safe_mr_range *range);
 /* All ranges acquired with this owner. */
 int safe_mr_sync_owner(const void *owner, unsigned int flags);
 int safe_mr_release_owner(const void *owner);
+
+/* ---- The registration protocol, for any registration call ----
+ *
+ * What safe_mr_reg_mr and safe_mr_dereg_mr do around libibverbs, around a
+ * registration call of your own (another NIC library, a wrapper):
+ * safe_mr_register shadows what the pages need, calls reg(arg, &handle),
+ * undoes the shadows if it fails, and, for a read-only registration refused
+ * with EFAULT or EOPNOTSUPP, shadows every file page and calls reg once more.
+ * The handle reg returns (non-NULL, live until deregistered) names the
+ * registration: safe_mr_sync_owner(handle) syncs it.  safe_mr_deregister
+ * writes back durably (on failure: returns the errno, nothing deregistered),
+ * calls dereg(arg, handle), and writes back what the NIC wrote since.
+ * Callbacks return 0 or a positive errno value. */
+typedef int (*safe_mr_register_cb)(void *arg, void **handle);
+typedef int (*safe_mr_deregister_cb)(void *arg, void *handle);
+
+int safe_mr_register(const struct iovec *iov, size_t iovcnt, unsigned int access,
+		     safe_mr_register_cb reg, void *arg, void **handle, size_t *shadowed);
+int safe_mr_deregister(void *handle, safe_mr_deregister_cb dereg, void *arg);
 
 /* libfabric: sync the file-backed pages of an MR registered through the
  * FI_HOOK=safe_mr provider. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "safe_mr.h"
+#include "protocol.h"
 #include "shadow.h"
 
 #define WRITE_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
@@ -45,27 +46,46 @@ static bool context_has_odp(struct ibv_context *ctx)
 	return odp;
 }
 
-static struct ibv_mr *reg_shadowed(const struct sm_verbs *v, struct ibv_pd *pd, void *addr,
-				   size_t length, uint64_t iova, unsigned int access, bool force)
-{
-	struct sm_hold *h;
-	struct ibv_mr *mr;
-	int err;
+/* One verbs registration, as the protocol's callback. */
+struct verbs_reg {
+	const struct sm_verbs *v;
+	struct ibv_pd *pd;
+	void *addr;
+	size_t length;
+	uint64_t iova;
+	unsigned int access;
+};
 
-	err = sm_hold_acquire(addr, length, access | SM_ACQUIRE_DROP_EMPTY, force, NULL, &h);
+static int verbs_register(void *arg, void **handle)
+{
+	struct verbs_reg *r = arg;
+	struct ibv_mr *mr = r->v->reg_mr_iova2(r->pd, r->addr, r->length, r->iova, r->access);
+
+	if (!mr)
+		return errno > 0 ? errno : EINVAL;
+	*handle = mr;
+	return 0;
+}
+
+static int verbs_deregister(void *arg, void *handle)
+{
+	const struct sm_verbs *v = arg;
+
+	return v->dereg_mr(handle);
+}
+
+static struct ibv_mr *reg_shadowed(const struct sm_verbs *v, struct ibv_pd *pd, void *addr,
+				   size_t length, uint64_t iova, unsigned int access)
+{
+	struct verbs_reg r = { v, pd, addr, length, iova, access };
+	struct iovec iov = { addr, length };
+	void *mr;
+	int err = sm_register(&iov, 1, access, verbs_register, &r, &mr, NULL);
+
 	if (err) {
 		errno = err;
 		return NULL;
 	}
-	mr = v->reg_mr_iova2(pd, addr, length, iova, access);
-	if (!mr) {
-		err = errno;
-		sm_hold_abort(h);
-		errno = err;
-		return NULL;
-	}
-	if (h)
-		sm_hold_set_owner(h, mr);
 	return mr;
 }
 
@@ -90,20 +110,9 @@ static struct ibv_mr *safe_mr_reg_mr_iova2_body(struct ibv_pd *pd, void *addr, s
 		errno = EINVAL;
 		return NULL;
 	}
-	if (!(access & WRITE_ACCESS)) {
-		/* Read-only: pages we shadow already, and writable shared file
-		 * mappings, get a hold (a writable registration of the same
-		 * pages must not leave this MR pinning pages the CPU no longer
-		 * sees); other file pages are pinned as they are, except where
-		 * the kernel refuses that (fsdax; on 6.1 read-only shared
-		 * mappings): then shadowed. */
-		mr = reg_shadowed(v, pd, addr, length, iova, access, false);
-		if (mr || (errno != EFAULT && errno != EOPNOTSUPP))
-			return mr;
-		sm_debug("read-only registration refused (%s): retrying with a shadow",
-			 strerror(errno));
-		return reg_shadowed(v, pd, addr, length, iova, access, true);
-	}
+	/* Read-only registrations too: see safe_mr_register (protocol.c). */
+	if (!(access & WRITE_ACCESS))
+		return reg_shadowed(v, pd, addr, length, iova, access);
 	if (sm_cfg.mode == SM_MODE_AUTO && context_has_odp(pd->context)) {
 		int need = sm_needs_shadow(addr, length, access);
 
@@ -118,7 +127,7 @@ static struct ibv_mr *safe_mr_reg_mr_iova2_body(struct ibv_pd *pd, void *addr, s
 			sm_info("ODP registration failed (%s): shadowing instead", strerror(errno));
 		}
 	}
-	return reg_shadowed(v, pd, addr, length, iova, access, false);
+	return reg_shadowed(v, pd, addr, length, iova, access);
 }
 
 SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova2(struct ibv_pd *pd, void *addr, size_t length,
@@ -146,31 +155,13 @@ SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova(struct ibv_pd *pd, void *addr, size
 static int safe_mr_dereg_mr_body(struct ibv_mr *mr)
 {
 	const struct sm_verbs *v;
-	int err;
 
 	if (!mr)
 		return EINVAL;
 	v = sm_real_verbs();
 	if (!v)
 		return errno;
-	/* Write back first: on failure the MR stays registered and the data
-	 * stays in the shadow; the caller sees the errno and may retry. */
-	if (atomic_load(&sm_nchunks)) {
-		sm_lock_take();
-		err = sm_sync_owner_locked(mr, 0, 0, SM_WB_DURABLE);
-		sm_lock_drop();
-		if (err)
-			return err;
-	}
-	err = v->dereg_mr(mr);
-	if (err)
-		return err;
-	/* The NIC is done.  Anything it wrote since the sync above is written
-	 * by the release; if that fails the pages stay pending (logged) and
-	 * are retried at the next sync point of the file. */
-	if (atomic_load(&sm_nchunks) && safe_mr_release_owner(mr))
-		sm_error("data written between sync and deregistration is pending");
-	return 0;
+	return safe_mr_deregister(mr, verbs_deregister, (void *)v);
 }
 
 SM_EXPORT int safe_mr_dereg_mr(struct ibv_mr *mr)

@@ -5,7 +5,12 @@
  *
  *   reg_v10 efault   the 1.0 registration must fail with EFAULT (no safe_mr)
  *   reg_v10 ok       under LD_PRELOAD both must reach the interposer and the
- *                    NIC's writes the file */
+ *                    NIC's writes the file
+ *   reg_v10 ro-efault / ro-ok
+ *                    a read-only registration of a PROT_READ shared file
+ *                    mapping, on a kernel that refuses to pin it (6.1:
+ *                    FOLL_FORCE): EFAULT without safe_mr, shadowed and
+ *                    registered with it (the protocol's read-only retry) */
 #include <dlfcn.h>
 #include <infiniband/verbs.h>
 
@@ -31,7 +36,9 @@ static void bound_to_preload(const char *name, void *fn)
 
 int main(int argc, char **argv)
 {
-	int expect_ok = argc > 1 && !strcmp(argv[1], "ok");
+	const char *mode = argc > 1 ? argv[1] : "";
+	int ro = !strncmp(mode, "ro-", 3);
+	int expect_ok = !strcmp(mode, ro ? "ro-ok" : "ok");
 	size_t ps = page_size(), len = PAGES * ps;
 	nic_write_fn nic_write = (nic_write_fn)dlsym(RTLD_DEFAULT, "fake_nic_write");
 	struct ibv_device **list = ibv_get_device_list(NULL);
@@ -53,9 +60,27 @@ int main(int argc, char **argv)
 		bound_to_preload("ibv_dereg_mr@IBVERBS_1.0", (void *)ibv_dereg_mr_v10);
 	}
 	fd = make_file(path, sizeof(path));
-	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	map = mmap(NULL, len, ro ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
+	if (ro) {
+		mr = ibv_reg_mr_v10(&pd10, map, len, IBV_ACCESS_REMOTE_READ);
+		if (!expect_ok) {
+			if (mr || errno != EFAULT)
+				die("read-only 1.0 registration: %s, want EFAULT",
+				    mr ? "succeeded" : strerror(errno));
+			printf("ok: without safe_mr the read-only 1.0 registration fails with EFAULT\n");
+			goto out;
+		}
+		if (!mr)
+			die("read-only ibv_reg_mr@IBVERBS_1.0: %s", strerror(errno));
+		expect_mapping(map, path, 0, "while registered read-only");
+		if (ibv_dereg_mr_v10(mr))
+			die("ibv_dereg_mr@IBVERBS_1.0 failed");
+		expect_mapping(map, path, 1, "after the read-only ibv_dereg_mr@IBVERBS_1.0");
+		printf("ok: read-only ibv_reg_mr@IBVERBS_1.0 of a PROT_READ mapping shadowed and registered\n");
+		goto out;
+	}
 
 	mr = ibv_reg_mr_v10(&pd10, map, len, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
 	if (!expect_ok) {

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/* The register/deregister protocol, once for every door: the verbs calls
+ * (reg.c), the preload's IBVERBS_1.0 calls and the libfabric hook are thin
+ * callers of safe_mr_register/safe_mr_deregister. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol.h"
+#include "shadow.h"
+
+#define WRITE_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
+
+/* Holds of one registration: one per iovec that needed a shadow. */
+struct holds {
+	struct sm_hold **h;
+	struct sm_hold *small[4];
+	size_t n;
+};
+
+static void holds_abort(struct holds *hs)
+{
+	for (size_t i = 0; i < hs->n; i++)
+		sm_hold_abort(hs->h[i]);
+	hs->n = 0;
+}
+
+static int holds_acquire(struct holds *hs, const struct iovec *iov, size_t iovcnt,
+			 unsigned int access, bool force)
+{
+	for (size_t i = 0; i < iovcnt; i++) {
+		int err;
+
+		if (!iov[i].iov_len)
+			continue;
+		err = sm_hold_acquire(iov[i].iov_base, iov[i].iov_len,
+				      access | SM_ACQUIRE_DROP_EMPTY, force, NULL, &hs->h[hs->n]);
+		if (err) {
+			holds_abort(hs);
+			return err;
+		}
+		if (hs->h[hs->n])
+			hs->n++;
+	}
+	return 0;
+}
+
+/* Shadow, register; on failure nothing stays shadowed. */
+static int attempt(struct holds *hs, const struct iovec *iov, size_t iovcnt,
+		   unsigned int access, bool force, safe_mr_register_cb reg, void *arg,
+		   void **handle)
+{
+	int err = holds_acquire(hs, iov, iovcnt, access, force);
+
+	if (err)
+		return err;
+	*handle = NULL;
+	err = reg(arg, handle);
+	if (err) {
+		/* Nothing was registered, so nothing changed the shadows. */
+		holds_abort(hs);
+		return err;
+	}
+	return 0;
+}
+
+int sm_register(const struct iovec *iov, size_t iovcnt, unsigned int access,
+		safe_mr_register_cb reg, void *arg, void **handle, size_t *shadowed)
+{
+	struct holds hs = { .h = NULL };
+	size_t bytes = 0;
+	int err;
+
+	if (shadowed)
+		*shadowed = 0;
+	if (!reg || !handle || (iovcnt && !iov))
+		return EINVAL;
+	*handle = NULL;
+	sm_init();
+	if (sm_cfg.mode == SM_MODE_OFF || !iovcnt) {
+		err = reg(arg, handle);
+		return err < 0 ? EINVAL : err;
+	}
+	hs.h = iovcnt <= 4 ? hs.small : calloc(iovcnt, sizeof(*hs.h));
+	if (!hs.h)
+		return ENOMEM;
+	err = attempt(&hs, iov, iovcnt, access, false, reg, arg, handle);
+	/* Read-only: file pages are pinned as they are, unless the kernel
+	 * refuses that (fsdax; on 6.1 read-only shared mappings; NICs that pin
+	 * everything writable): then shadow every file page, once more. */
+	if ((err == EFAULT || err == EOPNOTSUPP) && !(access & WRITE_ACCESS)) {
+		sm_debug("read-only registration refused (%s): retrying with a shadow",
+			 strerror(err));
+		err = attempt(&hs, iov, iovcnt, access, true, reg, arg, handle);
+	}
+	if (err < 0)
+		err = EINVAL;	/* a callback broke the contract: never "success" */
+	if (!err) {
+		if (!*handle && hs.n)
+			sm_error("registration callback returned no handle: its shadows "
+				 "are written back at sync points and exit only");
+		for (size_t i = 0; i < hs.n; i++) {
+			bytes += sm_hold_shadowed(hs.h[i]);
+			if (*handle)
+				sm_hold_set_owner(hs.h[i], *handle);
+		}
+	}
+	if (hs.h != hs.small)
+		free(hs.h);
+	if (shadowed)
+		*shadowed = bytes;
+	return err;
+}
+
+SM_EXPORT int safe_mr_register(const struct iovec *iov, size_t iovcnt, unsigned int access,
+			       safe_mr_register_cb reg, void *arg, void **handle,
+			       size_t *shadowed)
+{
+	int r;
+
+	sm_api_depth++;
+	sm_init();
+	SM_STAT_ADD(registrations, 1);
+	r = sm_register(iov, iovcnt, access, reg, arg, handle, shadowed);
+	sm_api_depth--;
+	return r;
+}
+
+static int deregister_body(void *handle, safe_mr_deregister_cb dereg, void *arg)
+{
+	int err;
+
+	if (!handle || !dereg)
+		return EINVAL;
+	/* Write back first: on failure the registration stays and the data
+	 * stays in the shadow; the caller sees the errno and may retry. */
+	if (atomic_load(&sm_nchunks)) {
+		sm_lock_take();
+		err = sm_sync_owner_locked(handle, 0, 0, SM_WB_DURABLE);
+		sm_lock_drop();
+		if (err)
+			return err;
+	}
+	err = dereg(arg, handle);
+	if (err)
+		return err < 0 ? EINVAL : err;
+	/* The NIC is done.  Anything it wrote since the sync above is written
+	 * by the release; if that fails the pages stay pending (logged) and
+	 * are retried, or reported, at the next sync point of the file. */
+	if (atomic_load(&sm_nchunks) && safe_mr_release_owner(handle))
+		sm_error("data written between sync and deregistration is pending");
+	return 0;
+}
+
+SM_EXPORT int safe_mr_deregister(void *handle, safe_mr_deregister_cb dereg, void *arg)
+{
+	int r;
+
+	sm_api_depth++;
+	r = deregister_body(handle, dereg, arg);
+	sm_api_depth--;
+	return r;
+}
