@@ -45,17 +45,44 @@ static int holds_acquire(struct holds *hs, const struct iovec *iov, size_t iovcn
 	return 0;
 }
 
+/* The callbacks run at their caller's depth, not the engine's: the engine
+ * lock is not held, so sync points they reach (msync, fsync, munmap, exit)
+ * must work, not answer EDEADLK as in a signal handler that interrupted
+ * safe_mr.  reg.c passes its own depth: the verbs calls stay covered. */
+static int call_reg(safe_mr_register_cb reg, void *arg, void **handle, unsigned int cb_depth)
+{
+	unsigned int d = sm_api_depth;
+	int err;
+
+	sm_api_depth = cb_depth;
+	err = reg(arg, handle);
+	sm_api_depth = d;
+	return err;
+}
+
+static int call_dereg(safe_mr_deregister_cb dereg, void *arg, void *handle,
+		      unsigned int cb_depth)
+{
+	unsigned int d = sm_api_depth;
+	int err;
+
+	sm_api_depth = cb_depth;
+	err = dereg(arg, handle);
+	sm_api_depth = d;
+	return err;
+}
+
 /* Shadow, register; on failure nothing stays shadowed. */
 static int attempt(struct holds *hs, const struct iovec *iov, size_t iovcnt,
 		   unsigned int access, bool force, safe_mr_register_cb reg, void *arg,
-		   void **handle)
+		   void **handle, unsigned int cb_depth)
 {
 	int err = holds_acquire(hs, iov, iovcnt, access, force);
 
 	if (err)
 		return err;
 	*handle = NULL;
-	err = reg(arg, handle);
+	err = call_reg(reg, arg, handle, cb_depth);
 	if (err) {
 		/* Nothing was registered, so nothing changed the shadows. */
 		holds_abort(hs);
@@ -65,7 +92,8 @@ static int attempt(struct holds *hs, const struct iovec *iov, size_t iovcnt,
 }
 
 int sm_register(const struct iovec *iov, size_t iovcnt, unsigned int access,
-		safe_mr_register_cb reg, void *arg, void **handle, size_t *shadowed)
+		safe_mr_register_cb reg, void *arg, void **handle, size_t *shadowed,
+		unsigned int cb_depth)
 {
 	struct holds hs = { .h = NULL };
 	size_t bytes = 0;
@@ -78,20 +106,20 @@ int sm_register(const struct iovec *iov, size_t iovcnt, unsigned int access,
 	*handle = NULL;
 	sm_init();
 	if (sm_cfg.mode == SM_MODE_OFF || !iovcnt) {
-		err = reg(arg, handle);
+		err = call_reg(reg, arg, handle, cb_depth);
 		return err < 0 ? EINVAL : err;
 	}
 	hs.h = iovcnt <= 4 ? hs.small : calloc(iovcnt, sizeof(*hs.h));
 	if (!hs.h)
 		return ENOMEM;
-	err = attempt(&hs, iov, iovcnt, access, false, reg, arg, handle);
+	err = attempt(&hs, iov, iovcnt, access, false, reg, arg, handle, cb_depth);
 	/* Read-only: file pages are pinned as they are, unless the kernel
 	 * refuses that (fsdax; on 6.1 read-only shared mappings; NICs that pin
 	 * everything writable): then shadow every file page, once more. */
 	if ((err == EFAULT || err == EOPNOTSUPP) && !(access & WRITE_ACCESS)) {
 		sm_debug("read-only registration refused (%s): retrying with a shadow",
 			 strerror(err));
-		err = attempt(&hs, iov, iovcnt, access, true, reg, arg, handle);
+		err = attempt(&hs, iov, iovcnt, access, true, reg, arg, handle, cb_depth);
 	}
 	if (err < 0)
 		err = EINVAL;	/* a callback broke the contract: never "success" */
@@ -105,6 +133,8 @@ int sm_register(const struct iovec *iov, size_t iovcnt, unsigned int access,
 				sm_hold_set_owner(hs.h[i], *handle);
 		}
 	}
+	if (bytes)
+		SM_STAT_ADD(shadowed, 1);
 	if (hs.h != hs.small)
 		free(hs.h);
 	if (shadowed)
@@ -116,48 +146,66 @@ SM_EXPORT int safe_mr_register(const struct iovec *iov, size_t iovcnt, unsigned 
 			       safe_mr_register_cb reg, void *arg, void **handle,
 			       size_t *shadowed)
 {
+	unsigned int d = sm_api_depth;
 	int r;
 
 	sm_api_depth++;
 	sm_init();
 	SM_STAT_ADD(registrations, 1);
-	r = sm_register(iov, iovcnt, access, reg, arg, handle, shadowed);
+	r = sm_register(iov, iovcnt, access, reg, arg, handle, shadowed, d);
 	sm_api_depth--;
 	return r;
 }
 
-static int deregister_body(void *handle, safe_mr_deregister_cb dereg, void *arg)
+static int deregister_body(void *handle, safe_mr_deregister_cb dereg, void *arg,
+			   unsigned int cb_depth)
 {
+	char token;	/* the registration's holds while dereg runs */
+	bool moved = false;
 	int err;
 
 	if (!handle || !dereg)
 		return EINVAL;
 	/* Write back first: on failure the registration stays and the data
-	 * stays in the shadow; the caller sees the errno and may retry. */
+	 * stays in the shadow; the caller sees the errno and may retry.  Then
+	 * its holds leave the handle: dereg frees it, and a registration on
+	 * another thread may get the same address back before the release
+	 * below, which must not take that registration's holds. */
 	if (atomic_load(&sm_nchunks)) {
 		sm_lock_take();
 		err = sm_sync_owner_locked(handle, 0, 0, SM_WB_DURABLE);
+		if (!err && sm_owner_first(handle)) {
+			sm_owner_move(handle, &token);
+			moved = true;
+		}
 		sm_lock_drop();
 		if (err)
 			return err;
 	}
-	err = dereg(arg, handle);
-	if (err)
+	err = call_dereg(dereg, arg, handle, cb_depth);
+	if (err) {
+		if (moved) {
+			sm_lock_take();
+			sm_owner_move(&token, handle);
+			sm_lock_drop();
+		}
 		return err < 0 ? EINVAL : err;
+	}
 	/* The NIC is done.  Anything it wrote since the sync above is written
 	 * by the release; if that fails the pages stay pending (logged) and
 	 * are retried, or reported, at the next sync point of the file. */
-	if (atomic_load(&sm_nchunks) && safe_mr_release_owner(handle))
+	if (moved && safe_mr_release_owner(&token))
 		sm_error("data written between sync and deregistration is pending");
 	return 0;
 }
 
 SM_EXPORT int safe_mr_deregister(void *handle, safe_mr_deregister_cb dereg, void *arg)
 {
+	unsigned int d = sm_api_depth;
 	int r;
 
 	sm_api_depth++;
-	r = deregister_body(handle, dereg, arg);
+	r = deregister_body(handle, dereg, arg, d);
 	sm_api_depth--;
 	return r;
 }

@@ -80,7 +80,7 @@ static struct ibv_mr *reg_shadowed(const struct sm_verbs *v, struct ibv_pd *pd, 
 	struct verbs_reg r = { v, pd, addr, length, iova, access };
 	struct iovec iov = { addr, length };
 	void *mr;
-	int err = sm_register(&iov, 1, access, verbs_register, &r, &mr, NULL);
+	int err = sm_register(&iov, 1, access, verbs_register, &r, &mr, NULL, sm_api_depth);
 
 	if (err) {
 		errno = err;

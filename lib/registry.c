@@ -191,6 +191,14 @@ void sm_hold_owner_set(struct sm_hold *h, const void *owner)
 	owner_add(h);
 }
 
+void sm_owner_move(const void *from, const void *to)
+{
+	struct sm_hold *h;
+
+	while (from != to && (h = sm_owner_first(from)))
+		sm_hold_owner_set(h, to);
+}
+
 void sm_registry_forget(void)
 {
 	sm_chunk_tree.root = NULL;

@@ -701,7 +701,9 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 		h = NULL;
 		goto out;
 	}
-	if (h->shadowed)
+	/* The protocol's holds (DROP_EMPTY) are counted once per
+	 * registration, by the protocol. */
+	if (h->shadowed && !drop_empty)
 		SM_STAT_ADD(shadowed, 1);
 	sm_hold_link(h);
 	*out = h;

@@ -133,6 +133,8 @@ void sm_hold_unlink(struct sm_hold *h);
 void sm_hold_owner_set(struct sm_hold *h, const void *owner);
 /* The holds of owner: the first, then h->o_next. */
 struct sm_hold *sm_owner_first(const void *owner);
+/* Every hold of owner `from` becomes `to`'s. */
+void sm_owner_move(const void *from, const void *to);
 /* Fork child, after freeing every chunk and hold: empty indexes. */
 void sm_registry_forget(void);
 
