@@ -28,6 +28,8 @@ static void holds_abort(struct holds *hs)
 static int holds_acquire(struct holds *hs, const struct iovec *iov, size_t iovcnt,
 			 unsigned int access, bool force)
 {
+	/* The engine's own flags are no access bits of the caller's. */
+	access &= ~(SM_ACQUIRE_DROP_EMPTY | SM_ACQUIRE_NOTHING);
 	for (size_t i = 0; i < iovcnt; i++) {
 		int err;
 

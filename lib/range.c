@@ -21,7 +21,9 @@ static int safe_mr_range_acquire_body(void *addr, size_t length, unsigned int ac
 		/* Still a valid handle, shadowing nothing. */
 		err = sm_hold_acquire(addr, length, SM_ACQUIRE_NOTHING, false, owner, &h);
 	} else {
-		err = sm_hold_acquire(addr, length, access, false, owner, &h);
+		err = sm_hold_acquire(addr, length,
+				      access & ~(SM_ACQUIRE_DROP_EMPTY | SM_ACQUIRE_NOTHING),
+				      false, owner, &h);
 	}
 	if (!err)
 		*range = (struct safe_mr_range *)h;

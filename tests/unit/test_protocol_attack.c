@@ -16,7 +16,11 @@
  *  stats_shadowed_once: safe_mr_stats' `shadowed` ("of them, needed a
  *    shadow") counts holds, not registrations: one registration of three
  *    file-backed iovecs counts 3 (more than `registrations`), and a
- *    read-only retry after a shadowed first attempt counts twice. */
+ *    read-only retry after a shadowed first attempt counts twice.
+ *  access_internal_bits: the engine's private acquire flags live in the
+ *    access word (SM_ACQUIRE_NOTHING = 1u << 30, SM_ACQUIRE_DROP_EMPTY =
+ *    1u << 31); a caller's access with bit 30 set is registered writable
+ *    over the file's own pages, nothing shadowed. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +245,27 @@ START_TEST(stats_shadowed_once)
 }
 END_TEST
 
+/* ------------------------------------------ access bits of the engine */
+
+START_TEST(access_internal_bits)
+{
+	int fd = tu_file(NP * ps, 28, NULL, 0);
+	uint8_t *p = tu_map(fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct iovec iov = { p, NP * ps };
+	int keep;
+	void *h;
+	int r = safe_mr_register(&iov, 1, RW | (1u << 30), reg_keep, &keep, &h, NULL);
+
+	/* Refused, or shadowed like any writable registration. */
+	ck_assert_msg(r == EINVAL || tu_shadowed(p),
+		      "access | 1 << 30: registered (%d) over the file's pages", r);
+	if (!r)
+		ck_assert_int_eq(safe_mr_deregister(h, dereg_plain, NULL), 0);
+	munmap(p, NP * ps);
+	close(fd);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("protocol_attack");
@@ -250,6 +275,7 @@ int main(void)
 	tcase_add_test(tc, msync_inside_callback);
 	tcase_add_test(tc, exit_inside_callback);
 	tcase_add_test(tc, stats_shadowed_once);
+	tcase_add_test(tc, access_internal_bits);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
