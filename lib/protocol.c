@@ -93,6 +93,46 @@ static int attempt(struct holds *hs, const struct iovec *iov, size_t iovcnt,
 	return 0;
 }
 
+static int seg_cmp(const void *a, const void *b)
+{
+	const struct sm_seg *x = a, *y = b;
+
+	if (x->c != y->c)
+		return (uintptr_t)x->c < (uintptr_t)y->c ? -1 : 1;
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* Bytes the holds shadow, pages that several iovecs share counted once. */
+static size_t holds_bytes(const struct holds *hs)
+{
+	struct sm_seg *all;
+	size_t n = 0, k = 0, pages = 0, sum = 0;
+
+	for (size_t i = 0; i < hs->n; i++) {
+		n += hs->h[i]->nseg;
+		sum += sm_hold_shadowed(hs->h[i]);
+	}
+	if (hs->n < 2 || !(all = malloc(n * sizeof(*all))))
+		return sum;	/* one hold: no overlap (no memory: an upper bound) */
+	for (size_t i = 0; i < hs->n; i++)
+		for (size_t j = 0; j < hs->h[i]->nseg; j++)
+			all[k++] = hs->h[i]->seg[j];
+	qsort(all, n, sizeof(*all), seg_cmp);
+	for (size_t i = 0; i < n;) {
+		size_t end = all[i].first + all[i].count, j = i + 1;
+
+		while (j < n && all[j].c == all[i].c && all[j].first <= end) {
+			if (all[j].first + all[j].count > end)
+				end = all[j].first + all[j].count;
+			j++;
+		}
+		pages += end - all[i].first;
+		i = j;
+	}
+	free(all);
+	return pages * sm_page_size;
+}
+
 int sm_register(const struct iovec *iov, size_t iovcnt, unsigned int access,
 		safe_mr_register_cb reg, void *arg, void **handle, size_t *shadowed,
 		unsigned int cb_depth)
@@ -129,11 +169,9 @@ int sm_register(const struct iovec *iov, size_t iovcnt, unsigned int access,
 		if (!*handle && hs.n)
 			sm_error("registration callback returned no handle: its shadows "
 				 "are written back at sync points and exit only");
-		for (size_t i = 0; i < hs.n; i++) {
-			bytes += sm_hold_shadowed(hs.h[i]);
-			if (*handle)
-				sm_hold_set_owner(hs.h[i], *handle);
-		}
+		bytes = holds_bytes(&hs);
+		for (size_t i = 0; i < hs.n && *handle; i++)
+			sm_hold_set_owner(hs.h[i], *handle);
 	}
 	if (bytes)
 		SM_STAT_ADD(shadowed, 1);
