@@ -186,7 +186,10 @@ int main(int argc, char **argv)
 	if (!want_enospc) {
 		if (ret)
 			die("FI_SAFE_MR_RESERVE=off: fi_mr_reg failed: %s", fi_strerror(-ret));
-		fi_close(&mr->fid);
+		CHECK_FI(fi_close(&mr->fid));
+		munmap(p, NP * PS);
+		close(fd);
+		rdm_close(&r);
 		printf("PASS: without the reservation the registration succeeds\n");
 		return 0;
 	}
