@@ -39,5 +39,8 @@ void not_run(struct row *r, const char *why);
 
 /* (g) growth.c: per-call costs at 1 ... 10,000 live registrations. */
 void bench_growth(void);
+/* (r) reserve.c: the block reservation at registration, auto vs off. */
+void bench_reserve(void);
+int bench_reserve_child(int argc, char **argv);
 
 #endif

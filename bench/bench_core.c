@@ -9,13 +9,15 @@
  *   (c) writeback of a fully changed region vs. pwrite of the same bytes;
  *   (d) writeback of an unchanged 1 GiB region (a hash scan, no I/O);
  *   (g) growth.c: sync points, registration and release with 1 to 10,000
- *       live registrations.
+ *       live registrations;
+ *   (r) reserve.c: the block reservation at registration (SAFE_MR_RESERVE
+ *       auto vs off, allocated vs sparse file) and the writeback after it.
  *
  * Targets are informational: exit 0 whether they are met or missed, 1 when
  * something could not be measured or safe_mr did not do the work (no
  * shadow, wrong byte counts, wrong file contents).
  *
- * usage: bench_core [--dir DIR] [--quick] [--only abcdg]
+ * usage: bench_core [--dir DIR] [--quick] [--only abcdgr]
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -45,7 +47,7 @@
 #define WR_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ)
 
 bool quick;
-static const char *only = "abcdg";	/* parts to run */
+static const char *only = "abcdgr";	/* parts to run */
 const char *bench_dir = "/tmp";
 static char file_path[4096];
 static int file_fd = -1;
@@ -736,7 +738,7 @@ static void usage(const char *argv0)
 	fprintf(stderr, "usage: %s [--dir DIR] [--quick] [--only PARTS]\n"
 		"  --dir DIR  where the test file goes (a real filesystem, not tmpfs; default /tmp)\n"
 		"  --quick    sizes up to 64 MiB only, fewer repetitions (a smoke run)\n"
-		"  --only P   run only the parts P of abcdg (c and d run together)\n", argv0);
+		"  --only P   run only the parts P of abcdgr (c and d run together)\n", argv0);
 	exit(2);
 }
 
@@ -752,6 +754,8 @@ int main(int argc, char **argv)
 	size_t big = GiB;
 	int c;
 
+	if (argc > 1 && !strcmp(argv[1], "--reserve-child"))	/* (r): one configuration */
+		return bench_reserve_child(argc, argv);
 	while ((c = getopt_long(argc, argv, "d:qo:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': bench_dir = optarg; break;
@@ -789,6 +793,8 @@ int main(int argc, char **argv)
 
 	if (strchr(only, 'g'))
 		bench_growth();
+	if (strchr(only, 'r'))
+		bench_reserve();
 
 	print_table();
 	printf("\nwriteback engine: %s; medians of interleaved repetitions; "

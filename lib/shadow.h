@@ -69,6 +69,8 @@ struct sm_hold {
 				 * by the next successful sync point */
 	size_t nseg, cap;
 	struct sm_seg *seg;
+	struct sm_resv resv;	/* blocks it reserved: undone if the NIC
+				 * registration fails (sm_hold_abort) */
 };
 
 /* ---- lock.c ---- */

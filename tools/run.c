@@ -51,6 +51,7 @@ static void usage(FILE *f)
 		"  -S, --stats-file=TEMPLATE  SAFE_MR_STATS_FILE (%%p pid, %%h host, %%r MPI rank)\n"
 		"  -f, --flush-ms=MS          SAFE_MR_FLUSH_MS: periodic writeback\n"
 		"  -w, --writeback=ENGINE     SAFE_MR_WRITEBACK: auto, io_uring, pwrite\n"
+		"  -r, --reserve=auto|off     SAFE_MR_RESERVE: reserve blocks at registration\n"
 		"  -F, --fabric               also the libfabric hook (FI_HOOK, FI_PROVIDER_PATH)\n"
 		"  -p, --preload=PATH         the preload library (default: the one installed\n"
 		"                             with this program)\n"
@@ -277,6 +278,7 @@ int main(int argc, char **argv)
 	static const char *const modes[] = { "bounce", "auto", "off", NULL };
 	static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
 	static const char *const wbs[] = { "auto", "io_uring", "pwrite", NULL };
+	static const char *const reserves[] = { "auto", "off", NULL };
 	static const struct option opts[] = {
 		{ "mode", required_argument, NULL, 'm' },
 		{ "log", required_argument, NULL, 'l' },
@@ -284,6 +286,7 @@ int main(int argc, char **argv)
 		{ "stats-file", required_argument, NULL, 'S' },
 		{ "flush-ms", required_argument, NULL, 'f' },
 		{ "writeback", required_argument, NULL, 'w' },
+		{ "reserve", required_argument, NULL, 'r' },
 		{ "fabric", no_argument, NULL, 'F' },
 		{ "preload", required_argument, NULL, 'p' },
 		{ "check-timeout", required_argument, NULL, 't' },
@@ -302,7 +305,7 @@ int main(int argc, char **argv)
 
 	if (argv[0] && strrchr(argv[0], '/'))
 		argv0 = strrchr(argv[0], '/') + 1;
-	while ((c = getopt_long(argc, argv, "+m:l:sS:f:w:Fp:t:nVh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+m:l:sS:f:w:r:Fp:t:nVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			set_word("SAFE_MR_MODE", optarg, modes, "bounce, auto, off");
@@ -331,6 +334,9 @@ int main(int argc, char **argv)
 		}
 		case 'w':
 			set_word("SAFE_MR_WRITEBACK", optarg, wbs, "auto, io_uring, pwrite");
+			break;
+		case 'r':
+			set_word("SAFE_MR_RESERVE", optarg, reserves, "auto, off");
 			break;
 		case 'F':
 			fabric = true;
@@ -399,7 +405,7 @@ int main(int argc, char **argv)
 	if (dry) {
 		static const char *const vars[] = { "LD_PRELOAD", "FI_HOOK", "FI_PROVIDER_PATH",
 			"SAFE_MR_MODE", "SAFE_MR_LOG", "SAFE_MR_STATS", "SAFE_MR_STATS_FILE",
-			"SAFE_MR_FLUSH_MS", "SAFE_MR_WRITEBACK" };
+			"SAFE_MR_FLUSH_MS", "SAFE_MR_WRITEBACK", "SAFE_MR_RESERVE" };
 
 		for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 			if (getenv(vars[i]) && (fabric || strncmp(vars[i], "FI_", 3)))

@@ -51,14 +51,15 @@ kill -TERM $lpid; wait $lpid; rc=$?
 rm -f "$dir/pid"
 
 # 3. Options become SAFE_MR_* variables; bad values are refused up front.
-out=$("$run" --mode=auto --log=info --stats --flush-ms=50 --writeback=pwrite \
+out=$("$run" --mode=auto --log=info --stats --flush-ms=50 --writeback=pwrite --reserve=off \
 	--stats-file="$dir/s.%p" -- env 2>&1)
 for v in SAFE_MR_MODE=auto SAFE_MR_LOG=info SAFE_MR_STATS=1 SAFE_MR_FLUSH_MS=50 \
-	 SAFE_MR_WRITEBACK=pwrite "SAFE_MR_STATS_FILE=$dir/s.%p"; do
+	 SAFE_MR_WRITEBACK=pwrite SAFE_MR_RESERVE=off "SAFE_MR_STATS_FILE=$dir/s.%p"; do
 	printf '%s\n' "$out" | grep -qxF "$v" || { bad "option did not set $v"; show "$out"; }
 done
-ok "options set SAFE_MR_MODE/LOG/STATS/FLUSH_MS/WRITEBACK/STATS_FILE"
-for o in --mode=fast --log=loud --flush-ms=soon --writeback=aio --check-timeout=0; do
+ok "options set SAFE_MR_MODE/LOG/STATS/FLUSH_MS/WRITEBACK/RESERVE/STATS_FILE"
+for o in --mode=fast --log=loud --flush-ms=soon --writeback=aio --reserve=always \
+	--check-timeout=0; do
 	"$run" "$o" -- true 2>/dev/null; rc=$?
 	[ $rc -eq 2 ] && ok "$o refused (2)" || bad "$o: exit $rc, want 2"
 done

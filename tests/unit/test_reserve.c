@@ -7,15 +7,24 @@
  *    meanwhile.  The same for safe_mr_file_reg.
  *  - btrfs (copy-on-write: no promise possible): the registration succeeds,
  *    ENOSPC comes from the sync point that writes, with the data kept.
+ *  - "changes nothing": after a failed registration the file has the blocks
+ *    it had (preallocated and written parts kept, holes still holes), also
+ *    when the range spans two files and only the second lacks space, and
+ *    (argv[2] "regfail", FAKE_VERBS_FAIL_REG=1) when the NIC registration
+ *    after a successful reservation fails.
  * argv[1]: ext4, xfs or btrfs.  Needs root and loop devices. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "tutil.h"
@@ -23,6 +32,7 @@
 #define NP 64
 
 static const char *fstype;
+static bool regfail;
 static char mnt[700], filler[800];
 
 static void sh(const char *cmd)
@@ -79,7 +89,57 @@ static int sparse_file(char *path)
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(ftruncate(fd, NP * ps), 0);
+	/* Not all hole: a preallocated (unwritten) run and a written page,
+	 * which a failed registration must leave allocated. */
+	ck_assert_int_eq(fallocate(fd, FALLOC_FL_KEEP_SIZE, 2 * ps, 4 * ps), 0);
+	ck_assert_int_eq(pwrite(fd, "written", 7, 10 * ps), 7);
+	ck_assert_int_eq(fsync(fd), 0);
 	return fd;
+}
+
+/* Size and data allocation (FIEMAP: bytes in extents, of them unwritten;
+ * st_blocks also counts ext4's extent-tree blocks, which a punch keeps). */
+struct alloc {
+	off_t size;
+	unsigned long long mapped, unwritten;
+	blkcnt_t blocks;
+};
+
+static struct alloc alloc_of(int fd)
+{
+	union {
+		struct fiemap fm;
+		char buf[sizeof(struct fiemap) + 256 * sizeof(struct fiemap_extent)];
+	} u;
+	struct alloc a = { 0 };
+	struct stat st;
+
+	ck_assert_int_eq(fsync(fd), 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	memset(&u, 0, sizeof(u));
+	u.fm.fm_length = FIEMAP_MAX_OFFSET;
+	u.fm.fm_extent_count = 256;
+	ck_assert_int_eq(ioctl(fd, FS_IOC_FIEMAP, &u.fm), 0);
+	for (unsigned i = 0; i < u.fm.fm_mapped_extents; i++) {
+		a.mapped += u.fm.fm_extents[i].fe_length;
+		if (u.fm.fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN)
+			a.unwritten += u.fm.fm_extents[i].fe_length;
+	}
+	a.size = st.st_size;
+	a.blocks = st.st_blocks;
+	return a;
+}
+
+static void assert_alloc(int fd, struct alloc was, const char *what)
+{
+	struct alloc now = alloc_of(fd);
+
+	ck_assert_msg(now.size == was.size && now.mapped == was.mapped &&
+			      now.unwritten == was.unwritten,
+		      "%s %s: size %lld -> %lld, bytes in extents %llu -> %llu (unwritten %llu -> "
+		      "%llu; st_blocks %lld -> %lld)",
+		      fstype, what, (long long)was.size, (long long)now.size, was.mapped, now.mapped,
+		      was.unwritten, now.unwritten, (long long)was.blocks, (long long)now.blocks);
 }
 
 static void nic_all(struct ibv_mr *mr)
@@ -102,10 +162,13 @@ START_TEST(mapped)
 	struct ibv_mr *mr;
 	bool promise = strcmp(fstype, "btrfs") != 0;
 
+	struct alloc was;
+
 	make_fs();
 	fd = sparse_file(path);
 	p = tu_map(fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
 	fill(16 * ps);		/* less free space than the range lacks */
+	was = alloc_of(fd);
 	errno = 0;
 	mr = safe_mr_reg_mr(tu_pd, p, NP * ps, RW);
 	if (promise) {
@@ -114,6 +177,9 @@ START_TEST(mapped)
 			      (void *)mr, strerror(errno));
 		ck_assert(!tu_shadowed(p));
 		ck_assert_uint_eq(fake_nic_mr_count(), 0);
+		/* nothing changed: what fallocate got before ENOSPC went back */
+		assert_alloc(fd, was, "failed registration");
+		ck_assert_mem_eq(p + 10 * ps, "written", 7);
 		/* with the space back, the blocks are reserved ... */
 		ck_assert_int_eq(unlink(filler), 0);
 		sync();
@@ -149,13 +215,17 @@ START_TEST(file_range)
 
 	if (!strcmp(fstype, "btrfs"))
 		return;	/* no promise there: covered by `mapped` */
+	struct alloc was;
+
 	make_fs();
 	fd = sparse_file(path);
 	fill(16 * ps);
+	was = alloc_of(fd);
 	errno = 0;
 	r = safe_mr_file_reg(tu_pd, fd, 0, NP * ps, RW);
 	ck_assert_msg(r == NULL && errno == ENOSPC, "file_reg with too little space: errno %s",
 		      strerror(errno));
+	assert_alloc(fd, was, "failed file_reg");
 	ck_assert_int_eq(unlink(filler), 0);
 	sync();
 	r = safe_mr_file_reg(tu_pd, fd, 0, NP * ps, RW);
@@ -164,6 +234,100 @@ START_TEST(file_range)
 	nic_all(r->mr);
 	ck_assert_int_eq(safe_mr_file_dereg(r), 0);
 	assert_all(path);
+	close(fd);
+}
+END_TEST
+
+/* The range API (the libfabric hook's and the IBVERBS_1.0 wrapper's path):
+ * an acquire without space fails with ENOSPC and changes nothing. */
+START_TEST(range_api)
+{
+	char path[800];
+	int fd;
+	uint8_t *p;
+	struct safe_mr_range *r = NULL;
+	struct alloc was;
+
+	if (!strcmp(fstype, "btrfs"))
+		return;	/* nothing reserved there */
+	make_fs();
+	fd = sparse_file(path);
+	p = tu_map(fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	fill(16 * ps);
+	was = alloc_of(fd);
+	ck_assert_int_eq(safe_mr_range_acquire(p, NP * ps, RW, NULL, &r), ENOSPC);
+	ck_assert_ptr_null(r);
+	ck_assert(!tu_shadowed(p));
+	assert_alloc(fd, was, "failed range acquire");
+	ck_assert_int_eq(unlink(filler), 0);
+	sync();
+	ck_assert_int_eq(safe_mr_range_acquire(p, NP * ps, RW, NULL, &r), 0);
+	ck_assert(tu_shadowed(p));
+	ck_assert_int_eq(safe_mr_range_release(r), 0);
+	munmap(p, NP * ps);
+	close(fd);
+}
+END_TEST
+
+/* One registration over two files mapped side by side: the first gets its
+ * blocks, the second cannot; the first file's blocks go back too. */
+START_TEST(two_files)
+{
+	char a_path[800], b_path[800];
+	int a, b;
+	uint8_t *p;
+	struct alloc a_was, b_was;
+
+	if (!strcmp(fstype, "btrfs"))
+		return;	/* nothing reserved there */
+	make_fs();
+	snprintf(a_path, sizeof(a_path), "%s/a", mnt);
+	a = open(a_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(a, 0);
+	ck_assert_int_eq(ftruncate(a, 8 * ps), 0);
+	b = sparse_file(b_path);
+	p = tu_map(-1, (8 + NP) * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, 0);
+	ck_assert_ptr_eq(mmap(p, 8 * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, a, 0), p);
+	ck_assert_ptr_eq(mmap(p + 8 * ps, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+			      b, 0), p + 8 * ps);
+	fill(16 * ps);		/* room for a's 8 pages, not for b's holes */
+	a_was = alloc_of(a);
+	b_was = alloc_of(b);
+	errno = 0;
+	ck_assert_ptr_null(safe_mr_reg_mr(tu_pd, p, (8 + NP) * ps, RW));
+	ck_assert_int_eq(errno, ENOSPC);
+	ck_assert(!tu_shadowed(p) && !tu_shadowed(p + 8 * ps));
+	assert_alloc(a, a_was, "first file of a failed registration");
+	assert_alloc(b, b_was, "second file of a failed registration");
+	munmap(p, (8 + NP) * ps);
+	close(a);
+	close(b);
+}
+END_TEST
+
+/* FAKE_VERBS_FAIL_REG=1: the reservation succeeds, the NIC registration
+ * after it fails: the blocks go back (C API, and safe_mr_file_reg). */
+START_TEST(nic_fails)
+{
+	char path[800];
+	int fd;
+	uint8_t *p;
+	struct alloc was;
+
+	make_fs();
+	fd = sparse_file(path);
+	p = tu_map(fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	was = alloc_of(fd);
+	errno = 0;
+	if (_i == 0)
+		ck_assert_ptr_null(safe_mr_reg_mr(tu_pd, p, NP * ps, RW));
+	else
+		ck_assert_ptr_null(safe_mr_file_reg(tu_pd, fd, 0, NP * ps, RW));
+	ck_assert_int_eq(errno, ENOMEM);
+	assert_alloc(fd, was, "failed NIC registration");
+	ck_assert(!tu_shadowed(p));
+	ck_assert_mem_eq(p + 10 * ps, "written", 7);
+	munmap(p, NP * ps);
 	close(fd);
 }
 END_TEST
@@ -182,6 +346,7 @@ int main(int argc, char **argv)
 	char probe[200];
 
 	fstype = argc > 1 ? argv[1] : "ext4";
+	regfail = argc > 2 && !strcmp(argv[2], "regfail");
 	snprintf(probe, sizeof(probe),
 		 "command -v mkfs.%s >/dev/null && losetup -f >/dev/null 2>&1 && grep -qw %s /proc/filesystems",
 		 fstype, fstype);
@@ -195,8 +360,14 @@ int main(int argc, char **argv)
 		return need;
 	tcase_add_checked_fixture(tc, tu_setup, cleanup);
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, mapped);
-	tcase_add_test(tc, file_range);
+	if (regfail) {
+		tcase_add_loop_test(tc, nic_fails, 0, 2);
+	} else {
+		tcase_add_test(tc, mapped);
+		tcase_add_test(tc, file_range);
+		tcase_add_test(tc, two_files);
+		tcase_add_test(tc, range_api);
+	}
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
