@@ -305,6 +305,56 @@ START_TEST(two_files)
 }
 END_TEST
 
+/* The protocol of the libfabric hook and the IBVERBS_1.0 wrapper
+ * (safe_mr_register): the caller's registration fails after the blocks
+ * were reserved, or the second iovec of one registration (fi_mr_regv)
+ * cannot get its blocks after the first got them: nothing stays. */
+static int reg_fails(void *arg, void **handle)
+{
+	(void)arg;
+	(void)handle;
+	return ENOMEM;
+}
+
+START_TEST(protocol_doors)
+{
+	char a_path[800], b_path[800];
+	int a, b;
+	uint8_t *pa, *pb;
+	struct alloc a_was, b_was;
+	struct iovec iov[2];
+	void *h;
+
+	if (!strcmp(fstype, "btrfs"))
+		return;	/* nothing reserved there */
+	make_fs();
+	snprintf(a_path, sizeof(a_path), "%s/a", mnt);
+	a = open(a_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(a, 0);
+	ck_assert_int_eq(ftruncate(a, 8 * ps), 0);
+	b = sparse_file(b_path);
+	pa = tu_map(a, 8 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	pb = tu_map(b, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	iov[0] = (struct iovec){ pa, 8 * ps };
+	iov[1] = (struct iovec){ pb, NP * ps };
+	a_was = alloc_of(a);
+	ck_assert_int_eq(safe_mr_register(iov, 1, RW, reg_fails, NULL, &h, NULL), ENOMEM);
+	assert_alloc(a, a_was, "reservation before a failed registration callback");
+	ck_assert(!tu_shadowed(pa));
+	fill(16 * ps);		/* room for a's 8 pages, not for b's holes */
+	a_was = alloc_of(a);
+	b_was = alloc_of(b);
+	ck_assert_int_eq(safe_mr_register(iov, 2, RW, reg_fails, NULL, &h, NULL), ENOSPC);
+	assert_alloc(a, a_was, "first iovec of a registration whose second had no space");
+	assert_alloc(b, b_was, "second iovec without space");
+	ck_assert(!tu_shadowed(pa) && !tu_shadowed(pb));
+	munmap(pa, 8 * ps);
+	munmap(pb, NP * ps);
+	close(a);
+	close(b);
+}
+END_TEST
+
 /* FAKE_VERBS_FAIL_REG=1: the reservation succeeds, the NIC registration
  * after it fails: the blocks go back (C API, and safe_mr_file_reg). */
 START_TEST(nic_fails)
@@ -367,6 +417,7 @@ int main(int argc, char **argv)
 		tcase_add_test(tc, file_range);
 		tcase_add_test(tc, two_files);
 		tcase_add_test(tc, range_api);
+		tcase_add_test(tc, protocol_doors);
 	}
 	suite_add_tcase(s, tc);
 	return tu_run(s);
