@@ -56,6 +56,7 @@ struct opts {
 	unsigned race_ms;	/* btrfs race: writes racing an fsync loop */
 	bool cpu;		/* race/write with the CPU instead of the NIC */
 	bool hold;		/* after the verdict, stay alive (power-cut tests) */
+	const char *expect_out;	/* -E: write what the file must hold here */
 	bool verbose;
 };
 
@@ -300,6 +301,7 @@ static void usage(void)
 		"  -r MS         race: NIC writes for MS ms against a dirty+fsync loop\n"
 		"  -c            write with the CPU through the mapping instead of the NIC\n"
 		"  -H            hold: after the verdict, print HOLD and wait (power cut)\n"
+		"  -E PATH       write the bytes the file must hold to PATH (before the sync)\n"
 		"  -v            verbose\n");
 	exit(EXIT_SETUP);
 }
@@ -308,7 +310,7 @@ static void parse(int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "d:g:s:o:y:nr:cHvh")) != -1) {
+	while ((c = getopt(argc, argv, "d:g:s:o:y:nr:cHE:vh")) != -1) {
 		switch (c) {
 		case 'd': o.dev = optarg; break;
 		case 'g': o.gid_index = atoi(optarg); break;
@@ -323,6 +325,7 @@ static void parse(int argc, char **argv)
 		case 'r': o.race_ms = atoi(optarg); break;
 		case 'c': o.cpu = true; break;
 		case 'H': o.hold = true; break;
+		case 'E': o.expect_out = optarg; break;
 		case 'v': o.verbose = true; break;
 		default: usage();
 		}
@@ -471,6 +474,13 @@ int main(int argc, char **argv)
 	/* The CPU sees what the NIC wrote (same memory). */
 	if (memcmp(map, expect, size))
 		die(EXIT_DATA, "the mapping does not hold the NIC's data");
+
+	if (o.expect_out) {
+		FILE *e = fopen(o.expect_out, "w");
+
+		if (!e || fwrite(expect, 1, size, e) != size || fclose(e))
+			die(EXIT_SETUP, "writing %s: %s", o.expect_out, strerror(errno));
+	}
 
 	/* The sync point under test; each must return success. */
 	if (!strcmp(o.sync, "msync") && msync(map, size, MS_SYNC))
