@@ -39,5 +39,8 @@ void not_run(struct row *r, const char *why);
 
 /* (g) growth.c: per-call costs at 1 ... 10,000 live registrations. */
 void bench_growth(void);
+/* (e) guardian.c: the guardian's cost; the re-executed child's entry. */
+void bench_guardian(void);
+int bench_guardian_child(const char *dir);
 
 #endif
