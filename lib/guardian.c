@@ -242,6 +242,7 @@ static int recover(void)
 			say(0, "fdatasync: %s", strerror(errno));
 		}
 	}
+	free(t.touched);
 	if (t.pages || t.failed)
 		say(t.failed ? 0 : 1, "process ended without a sync point: %zu pages written back "
 		    "to %zu files, durable%s", t.pages, files, t.failed ? ", with errors" : "");

@@ -5,7 +5,8 @@
  * for the guardian to do; a forked child does not keep the parent's
  * guardian waiting; pages the shadow did not change are not written over
  * another writer's data; the guardian holds none of the process's other
- * descriptors and is never the process's child.
+ * descriptors and is never the process's child; a guardian that cannot
+ * start does not fail the registration.
  *
  * The test process is a child subreaper: the guardian (a grandchild of the
  * target, orphaned on purpose) is reparented to it, so the test reaps it
@@ -28,7 +29,27 @@
 
 #include "tutil.h"
 
-enum end { END_KILL, END_SEGV, END_EXIT, END_EXEC, END_CLEAN, END_FORK_KILL };
+enum end { END_KILL, END_SEGV, END_EXIT, END_EXEC, END_CLEAN, END_FORK_KILL,
+	   END_NO_GUARDIAN };
+
+/* Address space for 2 GiB more than we have: the guardian's state (a
+ * 16 GiB mapping) cannot be mapped, so it cannot start. */
+static void starve(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	unsigned long kb = 0;
+	struct rlimit r;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmSize: %lu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	r.rlim_cur = r.rlim_max = (kb + (2ul << 20)) * 1024;
+	if (!kb || setrlimit(RLIMIT_AS, &r))
+		_exit(89);
+}
 
 static bool guardian_on(void)
 {
@@ -62,6 +83,8 @@ static void target(const char *path, enum end how, int ready, int go)
 
 	if (fd < 0 || decoy < 0)
 		_exit(90);
+	if (how == END_NO_GUARDIAN)
+		starve();
 	p = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	mr = p == MAP_FAILED ? NULL : safe_mr_reg_mr(tu_pd, p, 4 * ps, RW);
 	if (!mr || !tu_shadowed(p))
@@ -98,6 +121,7 @@ static void target(const char *path, enum end how, int ready, int go)
 		execl("/bin/true", "true", (char *)NULL);
 		_exit(95);
 	case END_CLEAN:
+	case END_NO_GUARDIAN:
 		exit(0);	/* the exit sync point, then a clean word to the guardian */
 	default:
 		for (;;)
@@ -215,7 +239,10 @@ static void run(enum end how, bool other_writer)
 	close(rd[1]);
 	close(gp[0]);
 	read_all(rd[0], &other, sizeof(other));
-	if (guardian_on()) {
+	if (how == END_NO_GUARDIAN) {
+		/* The registration went on without it (shadowed: checked). */
+		ck_assert_int_eq(find_guardian(), 0);
+	} else if (guardian_on()) {
 		g = find_guardian();
 		ck_assert_msg(g > 0, "no guardian running for the target");
 		check_guardian_fds(g, path);
@@ -246,16 +273,16 @@ static void run(enum end how, bool other_writer)
 	}
 	/* With a forked child of the target still alive (it inherited
 	 * everything), the guardian must finish all the same. */
-	gst = guardian_on() ? reap_guardian() : -1;
+	gst = guardian_on() && how != END_NO_GUARDIAN ? reap_guardian() : -1;
 	if (other) {
 		kill(other, SIGKILL);
 		ck_assert_int_eq(waitpid(other, NULL, 0), other);
 	}
 	close(rd[0]);
 	close(gp[1]);
-	if (!guardian_on()) {
+	if (!guardian_on() || how == END_NO_GUARDIAN) {
 		ck_assert_int_eq(find_guardian(), 0);
-		if (how == END_CLEAN) {
+		if (how == END_CLEAN || how == END_NO_GUARDIAN) {
 			tu_assert_file(path, 100, "written by the NIC", 18);
 		} else {
 			/* The negative control: without it the data is lost. */
@@ -283,6 +310,7 @@ START_TEST(execve_) { run(END_EXEC, false); } END_TEST
 START_TEST(clean_exit) { run(END_CLEAN, false); } END_TEST
 START_TEST(forked_child) { run(END_FORK_KILL, false); } END_TEST
 START_TEST(other_writer) { run(END_KILL, true); } END_TEST
+START_TEST(start_fails) { run(END_NO_GUARDIAN, false); } END_TEST
 
 int main(void)
 {
@@ -296,6 +324,7 @@ int main(void)
 	tcase_add_test(tc, clean_exit);
 	tcase_add_test(tc, forked_child);
 	tcase_add_test(tc, other_writer);
+	tcase_add_test(tc, start_fails);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
