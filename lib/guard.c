@@ -21,7 +21,7 @@
 #include "guard.h"
 
 #ifndef SMG_REL_GUARDIAN
-#define SMG_REL_GUARDIAN "../libexec/safe_mr/safe_mr-guardian"
+#define SMG_REL_GUARDIAN "safe_mr/safe_mr-guardian"
 #endif
 
 _Atomic uint64_t sm_guard_failures;
@@ -61,8 +61,8 @@ static void fail(const char *what, int err)
 		 "lost if it dies", what, strerror(err));
 }
 
-/* Next to the library in the build tree, <libexecdir>/safe_mr installed
- * (found relative to the library: an install anywhere works). */
+/* <libdir>/safe_mr/ installed, next to the library in the build tree:
+ * found relative to the library, so an install anywhere works. */
 static int find_guardian(char *out, size_t n)
 {
 	static const char *const rel[] = { SMG_REL_GUARDIAN, "safe_mr-guardian" };

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The guardian: a small process (lib/guardian.c, installed in
- * <libexecdir>/safe_mr/) that keeps a process's shadows written back when
+ * <libdir>/safe_mr/) that keeps a process's shadows written back when
  * the process dies without a sync point (SIGKILL, a crash, _exit, exec).
  *
  * It holds the shadow arena and a second memfd, the "state", in which the

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* safe_mr-guardian: started by libsafe_mr with a process's first shadow
- * (guard.h).  It receives the shadow arena, the state memfd and the
+/* safe_mr-guardian, in <libdir>/safe_mr/: started by libsafe_mr with a
+ * process's first shadow (guard.h).  It receives the shadow arena, the state memfd and the
  * process's writable file descriptors, and waits.  When the socket reaches
  * EOF without a clean-exit message, the process died (or exec'd) without a
  * sync point: every page a shadow holds whose contents differ from what

@@ -45,7 +45,8 @@ check_tree() { # ROOT: the installed prefix's files, run from ROOT
 	out=$(LD_LIBRARY_PATH=$fake SAFE_MR_LOG=debug SAFE_MR_TEST_DIR=/tmp LD_PRELOAD=${test_preload:+$test_preload:}$pl "$reg_file" ok 2>&1) &&
 		ok "$tag: preload shadows a file registration" || { bad "$tag: preload registration:"; show "$out"; }
 	# Its guardian (lib/guard.h) found relative to the installed engine.
-	printf '%s\n' "$out" | grep -qE "guardian $L/[^ ]*/safe_mr/safe_mr-guardian started" &&
+	gpath=$(printf '%s\n' "$out" | sed -n 's/.*debug: guardian \(.*\) started$/\1/p' | head -n1)
+	[ -n "$gpath" ] && [ "$(realpath "$gpath")" = "$(realpath "$L/safe_mr/safe_mr-guardian")" ] &&
 		ok "$tag: the guardian starts from this install" ||
 		{ bad "$tag: no guardian from this install:"; show "$(printf '%s\n' "$out" | grep -i guardian)"; }
 

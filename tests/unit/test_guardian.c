@@ -30,7 +30,7 @@
 #include "tutil.h"
 
 enum end { END_KILL, END_SEGV, END_EXIT, END_EXEC, END_CLEAN, END_FORK_KILL,
-	   END_NO_GUARDIAN };
+	   END_NO_GUARDIAN, END_SYNCED_KILL };
 
 /* Address space for 2 GiB more than we have: the guardian's state (a
  * 16 GiB mapping) cannot be mapped, so it cannot start. */
@@ -104,6 +104,10 @@ static void target(const char *path, enum end how, int ready, int go)
 	if (fake_nic_write(mr, 100, "written by the NIC", 18))
 		_exit(92);
 	memcpy(p + 2 * ps + 7, "stored by the CPU", 17);
+	/* Written back (to the page cache): the guardian must know the file
+	 * holds these pages now. */
+	if (how == END_SYNCED_KILL && safe_mr_sync_all(0))
+		_exit(97);
 	if (write(ready, &other, sizeof(other)) != sizeof(other) || read(go, &c, 1) != 1)
 		_exit(94);
 	switch (how) {
@@ -218,6 +222,9 @@ static int reap_guardian(void)
 	return -1;
 }
 
+/* other_writer: another process writes a page the shadow never changed
+ * (page 1), or, after a sync (END_SYNCED_KILL), one the shadow changed and
+ * wrote back since (page 0): the guardian must not write either. */
 static void run(enum end how, bool other_writer)
 {
 	char path[600];
@@ -253,11 +260,12 @@ static void run(enum end how, bool other_writer)
 		/* Another writer changes page 1, which the shadow never did. */
 		int w = open(path, O_WRONLY | O_CLOEXEC);
 
-		ck_assert_int_eq(pwrite(w, "another writer", 14, (off_t)ps + 3), 14);
+		ck_assert_int_eq(pwrite(w, "another writer", 14,
+					how == END_SYNCED_KILL ? 200 : (off_t)ps + 3), 14);
 		close(w);
 	}
 	write_all(gp[1], "g", 1);
-	if (how == END_KILL || how == END_FORK_KILL)
+	if (how == END_KILL || how == END_FORK_KILL || how == END_SYNCED_KILL)
 		ck_assert_int_eq(kill(t, SIGKILL), 0);
 	ck_assert_int_eq(waitpid(t, &st, 0), t);
 	switch (how) {
@@ -266,6 +274,7 @@ static void run(enum end how, bool other_writer)
 		break;
 	case END_KILL:
 	case END_FORK_KILL:
+	case END_SYNCED_KILL:
 		ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 		break;
 	default:
@@ -282,7 +291,7 @@ static void run(enum end how, bool other_writer)
 	close(gp[1]);
 	if (!guardian_on() || how == END_NO_GUARDIAN) {
 		ck_assert_int_eq(find_guardian(), 0);
-		if (how == END_CLEAN || how == END_NO_GUARDIAN) {
+		if (how == END_CLEAN || how == END_NO_GUARDIAN || how == END_SYNCED_KILL) {
 			tu_assert_file(path, 100, "written by the NIC", 18);
 		} else {
 			/* The negative control: without it the data is lost. */
@@ -296,7 +305,9 @@ static void run(enum end how, bool other_writer)
 	tu_assert_file(path, 2 * (off_t)ps + 7, "stored by the CPU", 17);
 	tu_assert_file_pattern(path, 0, 100, 41);
 	tu_assert_file_pattern(path, 3 * (off_t)ps, ps, 41);
-	if (other_writer)
+	if (other_writer && how == END_SYNCED_KILL)
+		tu_assert_file(path, 200, "another writer", 14);
+	else if (other_writer)
 		tu_assert_file(path, (off_t)ps + 3, "another writer", 14);
 	else
 		tu_assert_file_pattern(path, (off_t)ps, ps, 41);
@@ -311,6 +322,7 @@ START_TEST(clean_exit) { run(END_CLEAN, false); } END_TEST
 START_TEST(forked_child) { run(END_FORK_KILL, false); } END_TEST
 START_TEST(other_writer) { run(END_KILL, true); } END_TEST
 START_TEST(start_fails) { run(END_NO_GUARDIAN, false); } END_TEST
+START_TEST(other_writer_after_sync) { run(END_SYNCED_KILL, true); } END_TEST
 
 int main(void)
 {
@@ -325,6 +337,7 @@ int main(void)
 	tcase_add_test(tc, forked_child);
 	tcase_add_test(tc, other_writer);
 	tcase_add_test(tc, start_fails);
+	tcase_add_test(tc, other_writer_after_sync);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
