@@ -4,7 +4,9 @@
  * per process: each sample is a fresh process (this program re-executed
  * with --guardian-child), on and off alternating.  Measured:
  *   - the first shadow of a process (the guardian is started there);
- *   - later shadows: acquire + release of one page (the state record);
+ *   - later shadows: acquire + release of one page (the state record),
+ *     of a file with no other shadow (its descriptor is handed to the
+ *     guardian and taken back) and of one with another shadow alive;
  *   - a sync of a fully changed 16 MiB range (the per-page mirror);
  *   - exit: from the last instruction of main to the parent's waitpid,
  *     nothing left to sync (the clean word to the guardian). */
@@ -41,12 +43,13 @@ static double acquire_release(uint8_t *p, size_t len, double *acq)
 	return now_ns() - t0;
 }
 
-/* The child: prints "first later sync stamp" (ns) and exits normally. */
+/* The child: prints "first later later_same sync stamp" (ns) and exits
+ * normally. */
 int bench_guardian_child(const char *dir)
 {
 	char path[4096];
-	double first, later[LATER], sync[5], t0;
-	struct safe_mr_range *r;
+	double first, later[LATER], same[LATER], sync[5], t0;
+	struct safe_mr_range *r, *anchor;
 	uint8_t *p;
 	int fd;
 
@@ -61,6 +64,12 @@ int bench_guardian_child(const char *dir)
 	acquire_release(p, 4096, &first);
 	for (int i = 0; i < LATER; i++)
 		later[i] = acquire_release(p + (size_t)(i + 1) * 4096, 4096, NULL);
+	if (safe_mr_range_acquire(p + SYNC_LEN - 4096, 4096, WR, NULL, &anchor))
+		die("guardian child: acquire");
+	for (int i = 0; i < LATER; i++)
+		same[i] = acquire_release(p + (size_t)(i + 1) * 4096, 4096, NULL);
+	if (safe_mr_range_release(anchor))
+		die("guardian child: release failed");
 	if (safe_mr_range_acquire(p, SYNC_LEN, WR, NULL, &r))
 		die("guardian child: acquire %s", size_name(SYNC_LEN));
 	for (int i = 0; i < 5; i++) {
@@ -75,12 +84,13 @@ int bench_guardian_child(const char *dir)
 		die("guardian child: release failed");
 	/* Nothing shadowed any more: exit has nothing to sync and, with the
 	 * guardian, only tells it so. */
-	printf("%.0f %.0f %.0f %.0f\n", first, median(later, LATER), median(sync, 5), now_ns());
+	printf("%.0f %.0f %.0f %.0f %.0f\n", first, median(later, LATER), median(same, LATER),
+	       median(sync, 5), now_ns());
 	fflush(stdout);
 	exit(0);
 }
 
-static int sample(const char *self, bool on, double v[5])
+static int sample(const char *self, bool on, double v[6])
 {
 	int pp[2], st;
 	char buf[256];
@@ -101,34 +111,36 @@ static int sample(const char *self, bool on, double v[5])
 	close(pp[0]);
 	if (pid < 0 || waitpid(pid, &st, 0) != pid)
 		return -1;
-	v[4] = now_ns();
+	v[5] = now_ns();
 	if (n <= 0 || !WIFEXITED(st) || WEXITSTATUS(st))
 		return -1;
 	buf[n] = 0;
-	if (sscanf(buf, "%lf %lf %lf %lf", &v[0], &v[1], &v[2], &v[3]) != 4)
+	if (sscanf(buf, "%lf %lf %lf %lf %lf", &v[0], &v[1], &v[2], &v[3], &v[4]) != 5)
 		return -1;
-	v[3] = v[4] - v[3];	/* exit */
+	v[4] = v[5] - v[4];	/* exit */
 	return 0;
 }
 
 void bench_guardian(void)
 {
-	static const char *const what[4] = {
-		"(e) first shadow: guardian started", "(e) later shadow: acquire+release",
-		"(e) sync, fully changed: mirror", "(e) exit: guardian told" };
-	static const char units[4] = { 'a', 'r', 'r', 'a' };
-	static const double targets[4] = { 5e6, 1.05, 1.05, 1e6 };
-	static const size_t sizes[4] = { 4096, 4096, SYNC_LEN, SYNC_LEN };
+#define NE 5
+	static const char *const what[NE] = {
+		"(e) first shadow: guardian started", "(e) later shadow, new file: acq+rel",
+		"(e) later shadow, same file: acq+rel", "(e) sync, fully changed: mirror",
+		"(e) exit: guardian told" };
+	static const char units[NE] = { 'a', 'a', 'r', 'r', 'a' };
+	static const double targets[NE] = { 5e6, 50e3, 1.05, 1.05, 1e6 };
+	static const size_t sizes[NE] = { 4096, 4096, 4096, SYNC_LEN, SYNC_LEN };
 	int reps = quick ? 5 : 11;
-	double on[4][reps], off[4][reps], v[5];
-	struct row *r[4];
+	double on[NE][reps], off[NE][reps], v[6];
+	struct row *r[NE];
 	char self[4096];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < NE; k++)
 		r[k] = add_row(what[k], sizes[k], units[k], targets[k]);
 	if (n <= 0) {
-		for (int k = 0; k < 4; k++)
+		for (int k = 0; k < NE; k++)
 			not_run(r[k], "no /proc/self/exe");
 		return;
 	}
@@ -139,15 +151,15 @@ void bench_guardian(void)
 
 			if (sample(self, g, v)) {
 				fail("guardian sample (SAFE_MR_GUARDIAN=%s) failed", g ? "on" : "off");
-				for (int k = 0; k < 4; k++)
+				for (int k = 0; k < NE; k++)
 					not_run(r[k], "a sample failed (see above)");
 				return;
 			}
-			for (int k = 0; k < 4; k++)
+			for (int k = 0; k < NE; k++)
 				(g ? on : off)[k][i] = v[k];
 		}
 	}
-	for (int k = 0; k < 4; k++) {
+	for (int k = 0; k < NE; k++) {
 		r[k]->value = median(on[k], reps);
 		r[k]->base = median(off[k], reps);
 		r[k]->measured = true;
