@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -110,6 +111,24 @@ static int send_msg(uint32_t type, uint32_t slot, const int *fds, size_t nfds)
 		if (errno != EINTR)
 			return errno;
 	return 0;
+}
+
+/* The guardian's ack: 0, or an errno (it is gone or stuck: we go on). */
+static int wait_ack(void)
+{
+	struct pollfd p = { .fd = sock, .events = POLLIN };
+	char c;
+	int r;
+
+	do
+		r = poll(&p, 1, SMG_ACK_MS);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return ETIMEDOUT;
+	do
+		r = (int)recv(sock, &c, 1, 0);
+	while (r < 0 && errno == EINTR);
+	return r == 1 && c == SMG_ACK ? 0 : r < 0 ? errno : EPIPE;
 }
 
 static void drop_state(void)
@@ -383,15 +402,30 @@ void sm_guard_pages(struct sm_chunk *c, size_t first, size_t n)
 
 void sm_guard_file_gone(struct sm_file *f)
 {
-	if (f->guard_slot && sock >= 0 && send_msg(GM_FILE_GONE, f->guard_slot, NULL, 0))
-		give_up("closing a file", errno);
+	int err;
+
+	if (f->guard_slot && sock >= 0) {
+		err = send_msg(GM_FILE_GONE, f->guard_slot, NULL, 0);
+		if (!err)
+			err = wait_ack();
+		if (err)
+			give_up("closing a file", err);
+	}
 	f->guard_slot = 0;
 }
 
 void sm_guard_clean(void)
 {
-	if (sock >= 0 && send_msg(GM_CLEAN, 0, NULL, 0))
-		sm_warn("the guardian did not take the clean exit: it checks the shadows");
+	int err = 0;
+
+	if (sock >= 0) {
+		err = send_msg(GM_CLEAN, 0, NULL, 0);
+		if (!err)
+			err = wait_ack();
+	}
+	if (err)
+		sm_warn("the guardian did not take the clean exit (%s): it checks the shadows",
+			strerror(err));
 	drop_state();
 	/* The chunks still point into the state: no new guardian for them. */
 	off = true;

@@ -61,9 +61,15 @@ struct smg_page {
 enum {
 	GM_INIT = 1,	/* fds: arena, state */
 	GM_FILE,	/* fd: slot's writable descriptor */
-	GM_FILE_GONE,	/* slot closed */
-	GM_CLEAN,	/* everything is durable: exit without writing */
+	GM_FILE_GONE,	/* slot closed: the guardian closes its copy, then acks */
+	GM_CLEAN,	/* everything is durable: close everything, ack, exit
+			 * without writing */
 };
+/* The guardian's ack (one byte) of GM_FILE_GONE and GM_CLEAN: when the
+ * process has closed a file, the guardian holds it no more (a umount right
+ * after does not find it busy). */
+#define SMG_ACK 'k'
+#define SMG_ACK_MS 2000
 struct smg_msg {
 	uint32_t type;
 	uint32_t slot;

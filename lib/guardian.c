@@ -74,6 +74,14 @@ static void set_slot(uint32_t s, int fd)
 	slots[s] = fd;
 }
 
+static void ack(void)
+{
+	char c = SMG_ACK;
+
+	while (send(SMG_FD, &c, 1, MSG_NOSIGNAL) < 0 && errno == EINTR)
+		;
+}
+
 /* One message: 1 read, 0 EOF (or an error: the same, the process is gone). */
 static int receive(bool *clean)
 {
@@ -121,9 +129,21 @@ static int receive(bool *clean)
 			close(slots[m.slot]);
 			slots[m.slot] = -1;
 		}
+		ack();
 		break;
 	case GM_CLEAN:
+		/* Nothing left to guard: hold nothing of the process's. */
 		*clean = true;
+		for (size_t i = 0; i < nslots; i++)
+			if (slots[i] >= 0)
+				close(slots[i]);
+		nslots = 0;
+		if (arena_fd >= 0)
+			close(arena_fd);
+		if (state_fd >= 0)
+			close(state_fd);
+		arena_fd = state_fd = -1;
+		ack();
 		break;
 	}
 	for (size_t i = 0; i < nfds; i++)
@@ -263,6 +283,9 @@ int main(int argc, char **argv)
 	}
 	pid = argv[1];
 	level = atoi(argv[2]);
+	/* Hold no directory of the process's (a umount would find it busy). */
+	if (chdir("/"))
+		return 1;
 	/* The job's signals are not for us: we outlive the process. */
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);

@@ -199,9 +199,42 @@ static bool guardian_fds(pid_t g, const char *path)
 
 static void check_guardian_fds(pid_t g, const char *path)
 {
+	char f[64], l[64];
+	ssize_t n;
+
 	for (int i = 0; i < 500 && !guardian_fds(g, path); i++)
 		usleep(10000);
 	ck_assert_msg(guardian_fds(g, path), "the guardian lacks the file or a memfd");
+	/* Nor the process's working directory (a umount would be busy). */
+	snprintf(f, sizeof(f), "/proc/%d/cwd", (int)g);
+	n = readlink(f, l, sizeof(l) - 1);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(l[0], '/');
+}
+
+/* Does g (if it still runs) hold a descriptor of path? */
+static bool guardian_holds(pid_t g, const char *path)
+{
+	char dir[64], f[400], l[600];
+	struct dirent *e;
+	bool held = false;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)g);
+	if (!(d = opendir(dir)))
+		return false;
+	while ((e = readdir(d))) {
+		ssize_t n;
+
+		snprintf(f, sizeof(f), "%s/%s", dir, e->d_name);
+		n = readlink(f, l, sizeof(l) - 1);
+		if (n > 0) {
+			l[n] = 0;
+			held |= !strcmp(l, path);
+		}
+	}
+	closedir(d);
+	return held;
 }
 
 /* The guardian's exit status (it is our only other child by now), or -1
@@ -268,6 +301,10 @@ static void run(enum end how, bool other_writer)
 	if (how == END_KILL || how == END_FORK_KILL || how == END_SYNCED_KILL)
 		ck_assert_int_eq(kill(t, SIGKILL), 0);
 	ck_assert_int_eq(waitpid(t, &st, 0), t);
+	/* A clean exit: once it is over, the guardian holds none of the
+	 * process's files (it acked the clean word before the exit ended). */
+	if (how == END_CLEAN && g)
+		ck_assert_msg(!guardian_holds(g, path), "the guardian still holds the file");
 	switch (how) {
 	case END_SEGV:
 		ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
