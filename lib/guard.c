@@ -37,14 +37,6 @@ static uint64_t tbl_next;
 static uint32_t *tbl_free;
 static size_t ntbl_free, tbl_free_cap;
 
-/* Page records: extents [off, +len) in records, first fit. */
-struct pext {
-	uint64_t off, len;
-};
-static uint64_t pg_next;
-static struct pext *pg_free;
-static size_t npg_free, pg_free_cap;
-
 static struct smg_chunk *rec(uint32_t idx)
 {
 	return (struct smg_chunk *)(state + SMG_TABLE_OFF) + idx;
@@ -143,11 +135,9 @@ static void drop_state(void)
 		close(sock);
 	sock = -1;
 	free(tbl_free);
-	free(pg_free);
 	tbl_free = NULL;
-	pg_free = NULL;
-	ntbl_free = tbl_free_cap = npg_free = pg_free_cap = 0;
-	tbl_next = pg_next = 0;
+	ntbl_free = tbl_free_cap = 0;
+	tbl_next = 0;
 }
 
 /* The guardian went away under us, or never came. */
@@ -282,59 +272,17 @@ static void tbl_release(uint32_t idx)
 	tbl_free[ntbl_free++] = idx;
 }
 
-static bool pg_alloc(uint64_t len, uint64_t *out)
-{
-	for (size_t i = 0; i < npg_free; i++) {
-		if (pg_free[i].len >= len) {
-			*out = pg_free[i].off;
-			pg_free[i].off += len;
-			pg_free[i].len -= len;
-			if (!pg_free[i].len)
-				pg_free[i] = pg_free[--npg_free];
-			return true;
-		}
-	}
-	if (pg_next + len > SMG_PAGES_MAX)
-		return false;
-	*out = pg_next;
-	pg_next += len;
-	return true;
-}
-
-static void pg_release(uint64_t at, uint64_t len)
+/* A chunk's page records sit at its arena pages' index: the arena gives
+ * each page to one chunk at a time, so they need no allocator. */
+static void pages_release(uint64_t at, uint64_t len)
 {
 	uint64_t s = sm_page_up(SMG_PAGES_OFF + at * sizeof(struct smg_page));
 	uint64_t e = sm_page_down(SMG_PAGES_OFF + (at + len) * sizeof(struct smg_page));
 
-	/* Large extents give their memory back. */
+	/* Large runs give their memory back. */
 	if (e > s)
 		fallocate(state_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)s,
 			  (off_t)(e - s));
-	for (size_t i = 0; i < npg_free; i++) {
-		if (pg_free[i].off + pg_free[i].len == at) {
-			pg_free[i].len += len;
-			return;
-		}
-		if (at + len == pg_free[i].off) {
-			pg_free[i].off = at;
-			pg_free[i].len += len;
-			return;
-		}
-	}
-	if (at + len == pg_next) {
-		pg_next = at;
-		return;
-	}
-	if (npg_free == pg_free_cap) {
-		size_t n = pg_free_cap ? pg_free_cap * 2 : 16;
-		struct pext *p = realloc(pg_free, n * sizeof(*p));
-
-		if (!p)
-			return;
-		pg_free = p;
-		pg_free_cap = n;
-	}
-	pg_free[npg_free++] = (struct pext){ at, len };
 }
 
 void sm_guard_chunk_new(struct sm_chunk *c)
@@ -356,12 +304,9 @@ void sm_guard_chunk_new(struct sm_chunk *c)
 		}
 		f->guard_slot = next_slot++;
 	}
-	if (!pg_alloc(c->npages, &pages))
+	pages = (uint64_t)c->arena_off / sm_page_size;
+	if (pages + c->npages > SMG_PAGES_MAX || !tbl_alloc(&idx))
 		return;
-	if (!tbl_alloc(&idx)) {
-		pg_release(pages, c->npages);
-		return;
-	}
 	memset(prec(pages), 0, c->npages * sizeof(struct smg_page));
 	r = rec(idx);
 	r->slot = f->writable ? f->guard_slot : 0;
@@ -381,7 +326,7 @@ void sm_guard_chunk_gone(struct sm_chunk *c)
 		return;
 	r = rec(c->guard - 1);
 	atomic_store_explicit(&r->valid, 0, memory_order_release);
-	pg_release(r->pages, r->npages);
+	pages_release(r->pages, r->npages);
 	tbl_release(c->guard - 1);
 	c->guard = 0;
 }

@@ -25,13 +25,14 @@
 /* ---- state memfd layout ----
  * [0, 4096)                header
  * [SMG_TABLE_OFF, +...)    chunk records, index = sm_chunk.guard - 1
- * [SMG_PAGES_OFF, +...)    page records of the chunks, allocated in extents
+ * [SMG_PAGES_OFF, +...)    page records, one per arena page (a chunk's are
+ *                          at its arena offset / page size)
  * The file is sized (sparse) once; only touched records take memory. */
 #define SMG_MAGIC 0x736d6731u		/* "smg1" */
 #define SMG_TABLE_OFF 4096ull
 #define SMG_TABLE_MAX (1ull << 22)	/* chunk records */
 #define SMG_PAGES_OFF (256ull << 20)
-#define SMG_PAGES_MAX (1ull << 30)	/* page records: 4 TiB of 4 KiB shadows */
+#define SMG_PAGES_MAX (1ull << 30)	/* page records: a 4 TiB arena of 4 KiB pages */
 #define SMG_SIZE (SMG_PAGES_OFF + SMG_PAGES_MAX * 16ull)
 
 struct smg_header {
