@@ -182,14 +182,16 @@ static int fill_slice(struct sm_chunk *c, size_t first, size_t n, bool racy)
 	for (size_t i = first; i < first + n; i++)
 		c->pg[i].state = PG_MAPPED;
 	c->live += n;
-	if (racy && !read_pages(c, first, n, f1, NULL)) {
-		for (size_t i = 0; i < n; i++) {
-			const uint8_t *a = f0 + i * sm_page_size, *b = f1 + i * sm_page_size;
+	if (!racy || read_pages(c, first, n, f1, NULL)) {
+		sm_guard_pages(c, first, n);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *a = f0 + i * sm_page_size, *b = f1 + i * sm_page_size;
 
-			if (memcmp(a, b, sm_page_size)) {
-				sm_merge_page(sm_page_ptr(c, first + i), a, b);
-				c->pg[first + i].hash = sm_page_hash(b);
-			}
+		if (memcmp(a, b, sm_page_size)) {
+			sm_merge_page(sm_page_ptr(c, first + i), a, b);
+			c->pg[first + i].hash = sm_page_hash(b);
 		}
 	}
 	sm_guard_pages(c, first, n);
