@@ -39,6 +39,9 @@ void not_run(struct row *r, const char *why);
 
 /* (g) growth.c: per-call costs at 1 ... 10,000 live registrations. */
 void bench_growth(void);
+/* (e) guardian.c: the guardian's cost; the re-executed child's entry. */
+void bench_guardian(void);
+int bench_guardian_child(const char *dir);
 /* (r) reserve.c: the block reservation at registration, auto vs off. */
 void bench_reserve(void);
 int bench_reserve_child(int argc, char **argv);

@@ -8,6 +8,8 @@
  *   (b) shadow set-up of a MAP_SHARED file mapping vs. pread of the bytes;
  *   (c) writeback of a fully changed region vs. pwrite of the same bytes;
  *   (d) writeback of an unchanged 1 GiB region (a hash scan, no I/O);
+ *   (e) guardian.c: the guardian at the first shadow, on the data path and
+ *       at exit (SAFE_MR_GUARDIAN=on vs off, fresh processes);
  *   (g) growth.c: sync points, registration and release with 1 to 10,000
  *       live registrations;
  *   (r) reserve.c: the block reservation at registration (SAFE_MR_RESERVE
@@ -17,7 +19,7 @@
  * something could not be measured or safe_mr did not do the work (no
  * shadow, wrong byte counts, wrong file contents).
  *
- * usage: bench_core [--dir DIR] [--quick] [--only abcdgr]
+ * usage: bench_core [--dir DIR] [--quick] [--only abcdegr]
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -47,7 +49,7 @@
 #define WR_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ)
 
 bool quick;
-static const char *only = "abcdgr";	/* parts to run */
+static const char *only = "abcdegr";	/* parts to run */
 const char *bench_dir = "/tmp";
 static char file_path[4096];
 static int file_fd = -1;
@@ -738,7 +740,7 @@ static void usage(const char *argv0)
 	fprintf(stderr, "usage: %s [--dir DIR] [--quick] [--only PARTS]\n"
 		"  --dir DIR  where the test file goes (a real filesystem, not tmpfs; default /tmp)\n"
 		"  --quick    sizes up to 64 MiB only, fewer repetitions (a smoke run)\n"
-		"  --only P   run only the parts P of abcdgr (c and d run together)\n", argv0);
+		"  --only P   run only the parts P of abcdegr (c and d run together)\n", argv0);
 	exit(2);
 }
 
@@ -753,6 +755,9 @@ int main(int argc, char **argv)
 	};
 	size_t big = GiB;
 	int c;
+
+	if (argc == 3 && !strcmp(argv[1], "--guardian-child"))
+		return bench_guardian_child(argv[2]);
 
 	if (argc > 1 && !strcmp(argv[1], "--reserve-child"))	/* (r): one configuration */
 		return bench_reserve_child(argc, argv);
@@ -791,6 +796,8 @@ int main(int argc, char **argv)
 		bench_writeback(64 * MiB, quick ? 3 : 5, true, false);
 	}
 
+	if (strchr(only, 'e'))
+		bench_guardian();
 	if (strchr(only, 'g'))
 		bench_growth();
 	if (strchr(only, 'r'))

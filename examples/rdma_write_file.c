@@ -21,6 +21,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -56,6 +57,8 @@ struct opts {
 	unsigned race_ms;	/* btrfs race: writes racing an fsync loop */
 	bool cpu;		/* race/write with the CPU instead of the NIC */
 	bool hold;		/* after the verdict, stay alive (power-cut tests) */
+	const char *expect_out;	/* -E: write what the file must hold here */
+	const char *death;	/* -D: in the hold, SIGUSR1 ends us this way */
 	bool verbose;
 };
 
@@ -287,6 +290,9 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static volatile sig_atomic_t usr1;
+static void on_usr1(int sig) { (void)sig; usr1 = 1; }
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -300,6 +306,8 @@ static void usage(void)
 		"  -r MS         race: NIC writes for MS ms against a dirty+fsync loop\n"
 		"  -c            write with the CPU through the mapping instead of the NIC\n"
 		"  -H            hold: after the verdict, print HOLD and wait (power cut)\n"
+		"  -E PATH       write the bytes the file must hold to PATH (before the sync)\n"
+		"  -D HOW        in the hold, SIGUSR1 makes us die: segv, exit (_exit) or exec\n"
 		"  -v            verbose\n");
 	exit(EXIT_SETUP);
 }
@@ -308,7 +316,7 @@ static void parse(int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "d:g:s:o:y:nr:cHvh")) != -1) {
+	while ((c = getopt(argc, argv, "d:g:s:o:y:nr:cHE:D:vh")) != -1) {
 		switch (c) {
 		case 'd': o.dev = optarg; break;
 		case 'g': o.gid_index = atoi(optarg); break;
@@ -323,6 +331,8 @@ static void parse(int argc, char **argv)
 		case 'r': o.race_ms = atoi(optarg); break;
 		case 'c': o.cpu = true; break;
 		case 'H': o.hold = true; break;
+		case 'E': o.expect_out = optarg; break;
+		case 'D': o.death = optarg; break;
 		case 'v': o.verbose = true; break;
 		default: usage();
 		}
@@ -335,6 +345,11 @@ static void parse(int argc, char **argv)
 	    strcmp(o.sync, "none"))
 		usage();
 	o.path = argv[optind];
+	if (o.death) {
+		if (strcmp(o.death, "segv") && strcmp(o.death, "exit") && strcmp(o.death, "exec"))
+			usage();
+		signal(SIGUSR1, on_usr1);
+	}
 }
 
 static void open_device(void)
@@ -472,6 +487,13 @@ int main(int argc, char **argv)
 	if (memcmp(map, expect, size))
 		die(EXIT_DATA, "the mapping does not hold the NIC's data");
 
+	if (o.expect_out) {
+		FILE *e = fopen(o.expect_out, "w");
+
+		if (!e || fwrite(expect, 1, size, e) != size || fclose(e))
+			die(EXIT_SETUP, "writing %s: %s", o.expect_out, strerror(errno));
+	}
+
 	/* The sync point under test; each must return success. */
 	if (!strcmp(o.sync, "msync") && msync(map, size, MS_SYNC))
 		die(EXIT_DATA, "msync(MS_SYNC): %s", strerror(errno));
@@ -531,6 +553,15 @@ hold:
 	 * no deregistration or exit path writes anything after the sync. */
 	printf("HOLD\n");
 	fflush(stdout);
-	for (;;)
+	for (;;) {
 		pause();
+		if (!usr1)
+			continue;
+		/* Die without any exit path of the libraries (guardian tests). */
+		if (!strcmp(o.death, "segv"))
+			*(volatile int *)(uintptr_t)atoi("8") = 1;
+		if (!strcmp(o.death, "exec"))
+			execl("/bin/true", "true", (char *)NULL);
+		_exit(0);
+	}
 }

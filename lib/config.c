@@ -19,6 +19,7 @@
 struct sm_config sm_cfg = {
 	.mode = SM_MODE_BOUNCE,
 	.reserve = true,
+	.guardian = true,
 	.log_level = SM_LOG_WARN,
 };
 size_t sm_page_size = 4096;
@@ -117,7 +118,8 @@ int sm_stats_path(const char *tmpl, char *out, size_t n)
 }
 
 /* The settings: name after SAFE_MR_, and what is accepted (for messages). */
-enum { S_MODE, S_LOG, S_STATS, S_STATS_FILE, S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_COUNT };
+enum { S_MODE, S_LOG, S_STATS, S_STATS_FILE, S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_GUARDIAN,
+       S_COUNT };
 static const struct {
 	const char *name;
 	const char *accepted;
@@ -130,9 +132,10 @@ static const struct {
 	[S_FLUSH_MS] = { "FLUSH_MS", "milliseconds, 0 to 3600000" },
 	[S_WRITEBACK] = { "WRITEBACK", "auto, io_uring, pwrite" },
 	[S_RESERVE] = { "RESERVE", "auto, off" },
+	[S_GUARDIAN] = { "GUARDIAN", "on, off (1, yes, true, 0, no, false)" },
 };
 static const int parse_order[S_COUNT] = { S_LOG, S_MODE, S_STATS, S_STATS_FILE,
-					  S_FLUSH_MS, S_WRITEBACK, S_RESERVE };
+					  S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_GUARDIAN };
 
 /* One setting: 0 or EINVAL (nothing changed). */
 static int config_set(int which, const char *value)
@@ -187,6 +190,11 @@ static int config_set(int which, const char *value)
 			return EINVAL;
 		sm_cfg.reserve = v == 1;
 		break;
+	case S_GUARDIAN:
+		if (parse_bool(value, &b))
+			return EINVAL;
+		sm_cfg.guardian = b;
+		break;
 	default:
 		return EINVAL;
 	}
@@ -227,7 +235,8 @@ static void report_unknown(void)
 			continue;
 		sm_warn("unknown variable SAFE_MR_%.*s ignored; the settings are "
 			"SAFE_MR_MODE, SAFE_MR_LOG, SAFE_MR_STATS, SAFE_MR_STATS_FILE, "
-			"SAFE_MR_FLUSH_MS, SAFE_MR_WRITEBACK, SAFE_MR_RESERVE", (int)(eq - name),
+			"SAFE_MR_FLUSH_MS, SAFE_MR_WRITEBACK, SAFE_MR_RESERVE, SAFE_MR_GUARDIAN",
+			(int)(eq - name),
 			name);
 	}
 }

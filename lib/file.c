@@ -15,6 +15,7 @@
 
 #include "file.h"
 #include "fsfacts.h"
+#include "guard.h"
 
 static struct sm_file *files;	/* all of them (fork child) */
 static struct sm_hmap by_id;	/* and by (dev, ino) */
@@ -57,6 +58,7 @@ void sm_file_put(struct sm_file *f)
 {
 	if (--f->refs)
 		return;
+	sm_guard_file_gone(f);
 	sm_hmap_remove(&by_id, &f->hnode);
 	if (f->prev)
 		f->prev->next = f->next;

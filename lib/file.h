@@ -23,6 +23,7 @@ struct sm_file {
 	bool dax;
 	long fs_magic;		/* statfs f_type */
 	unsigned int refs;	/* chunks using it */
+	uint32_t guard_slot;	/* the guardian's copy of fd (guard.h), 0: none */
 };
 
 enum sm_backing {

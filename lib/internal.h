@@ -25,6 +25,7 @@ struct sm_config {
 	unsigned int flush_ms;		/* SAFE_MR_FLUSH_MS=N (0: off) */
 	enum sm_wb_pref writeback;	/* SAFE_MR_WRITEBACK=auto|io_uring|pwrite */
 	bool reserve;			/* SAFE_MR_RESERVE=auto|off (auto) */
+	bool guardian;			/* SAFE_MR_GUARDIAN=on|off (on) */
 };
 extern struct sm_config sm_cfg;
 /* Parse the environment once (thread-safe, idempotent). */

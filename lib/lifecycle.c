@@ -8,6 +8,7 @@
 
 #include "safe_mr.h"
 #include "shadow.h"
+#include "guard.h"
 
 void sm_stats_print(void);
 
@@ -114,6 +115,8 @@ static void fork_parent(void)
  * and it never shares arena memory the parent will free and reuse. */
 static void fork_child(void)
 {
+	/* The parent's guardian must see the parent's end, not ours. */
+	sm_guard_forget(!fork_locked);
 	if (!fork_locked)
 		return;		/* documented: the child keeps sharing the shadows */
 	sm_vma_reset();		/* the inherited /proc/self/maps is the parent's */
@@ -160,6 +163,18 @@ __attribute__((constructor)) static void lifecycle_ctor(void)
 
 /* ------------------------------------------------------ exit and unload */
 
+/* Everything is durable: the guardian can go without looking.  The lock
+ * is not ours if a signal handler interrupted the engine here (exit from
+ * a handler): then the guardian checks the shadows after we are gone. */
+static void clean_exit(void)
+{
+	if (sm_reentered())
+		return;
+	sm_lock_take();
+	sm_guard_clean();
+	sm_lock_drop();
+}
+
 /* Process exit is a sync point: everything shadowed is written back and
  * made durable.  At dlclose the flusher stops first: its code is going. */
 __attribute__((destructor)) static void lifecycle_fini(void)
@@ -171,6 +186,10 @@ __attribute__((destructor)) static void lifecycle_fini(void)
 		if (err)
 			sm_error("at exit: shadowed data could not be written back: %s",
 				 strerror(err));
+		else
+			clean_exit();
+	} else {
+		clean_exit();
 	}
 	sm_init();
 	if (sm_cfg.stats_at_exit)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "shadow.h"
+#include "guard.h"
 
 _Atomic size_t sm_nchunks;
 struct sm_chunk *sm_chunks;
@@ -97,6 +98,8 @@ void sm_pages_gone(struct sm_chunk *c, size_t first, size_t count)
 			j++;
 		}
 		if (j > i) {
+			/* The guardian must not write a punched page (zeros). */
+			sm_guard_pages(c, i, j - i);
 			c->live -= j - i;
 			SM_STAT_SUB(shadow_bytes_now, (j - i) * sm_page_size);
 			if (c->live)	/* else sm_chunk_free releases the whole range */
@@ -128,6 +131,7 @@ void sm_chunk_free(struct sm_chunk *c)
 {
 	size_t len = c->npages * sm_page_size;
 
+	sm_guard_chunk_gone(c);
 	sm_chunk_unlink(c);
 	sm_keeper_drop(c, 0, c->npages);
 	sm_sys_munmap(c->alias, len);
@@ -178,8 +182,10 @@ static int fill_slice(struct sm_chunk *c, size_t first, size_t n, bool racy)
 	for (size_t i = first; i < first + n; i++)
 		c->pg[i].state = PG_MAPPED;
 	c->live += n;
-	if (!racy || read_pages(c, first, n, f1, NULL))
+	if (!racy || read_pages(c, first, n, f1, NULL)) {
+		sm_guard_pages(c, first, n);
 		return 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *a = f0 + i * sm_page_size, *b = f1 + i * sm_page_size;
 
@@ -188,6 +194,7 @@ static int fill_slice(struct sm_chunk *c, size_t first, size_t n, bool racy)
 			c->pg[first + i].hash = sm_page_hash(b);
 		}
 	}
+	sm_guard_pages(c, first, n);
 	return 0;
 }
 
@@ -235,6 +242,7 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	} else {
 		sm_debug("no keeper for %#lx: %s", (unsigned long)v->start, strerror(errno));
 	}
+	sm_guard_chunk_new(c);
 	sm_chunk_link(c);
 	for (size_t i = 0; i < npages && !err; i += SM_SLICE_PAGES)
 		err = fill_slice(c, i, npages - i < SM_SLICE_PAGES ? npages - i : SM_SLICE_PAGES,
@@ -355,6 +363,7 @@ static void merge_late(struct sm_chunk *c, size_t first, size_t n, const uint8_t
 		c->pg[first + i].hash = sm_page_hash(m + i * sm_page_size);
 		sm_page_unsynced(c, first + i);
 	}
+	sm_guard_pages(c, first, n);
 	if (m)
 		sm_sys_munmap(m, len);
 }
@@ -433,6 +442,7 @@ int sm_reshadow_run(struct sm_chunk *c, size_t first, size_t count)
 			pg->hash = sm_page_hash(buf);
 		}
 	}
+	sm_guard_pages(c, first, count);
 	return 0;
 }
 

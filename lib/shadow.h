@@ -47,6 +47,7 @@ struct sm_chunk {
 				 * restore, so the VMA is what it was */
 	unsigned int holds;	/* hold segments pointing here */
 	size_t live;		/* pages not PG_NONE */
+	uint32_t guard;		/* its record in the guardian's state + 1 (guard.h) */
 	bool orphans;		/* mapped pages nobody holds, whose restore
 				 * failed: retried after a successful sync */
 	struct sm_page pg[];

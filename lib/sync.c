@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "shadow.h"
+#include "guard.h"
 
 struct wb_page {
 	struct sm_chunk *c;
@@ -117,8 +118,10 @@ void sm_file_flushed(struct sm_file *f, bool ok)
 			if (!pg->unsynced)
 				continue;
 			pg->unsynced = 0;
-			if (!ok)
+			if (!ok) {
 				pg->force = 1;
+				sm_guard_pages(c, i, 1);
+			}
 		}
 	}
 }
@@ -140,6 +143,7 @@ static int batch_flush(struct wb_batch *b, unsigned int flags)
 
 				pg->hash = b->pages[p].hash;
 				pg->force = 0;
+				sm_guard_pages(b->pages[p].c, b->pages[p].i, 1);
 				sm_page_unsynced(b->pages[p].c, b->pages[p].i);
 			}
 		}

@@ -42,8 +42,13 @@ check_tree() { # ROOT: the installed prefix's files, run from ROOT
 		else bad "$tag: LD_PRELOAD=$p: exit $rc, engine '$eng':"; show "$maps"; fi
 	done
 	# A registration through it (the libibverbs test double).
-	out=$(LD_LIBRARY_PATH=$fake SAFE_MR_TEST_DIR=/tmp LD_PRELOAD=${test_preload:+$test_preload:}$pl "$reg_file" ok 2>&1) &&
+	out=$(LD_LIBRARY_PATH=$fake SAFE_MR_LOG=debug SAFE_MR_TEST_DIR=/tmp LD_PRELOAD=${test_preload:+$test_preload:}$pl "$reg_file" ok 2>&1) &&
 		ok "$tag: preload shadows a file registration" || { bad "$tag: preload registration:"; show "$out"; }
+	# Its guardian (lib/guard.h) found relative to the installed engine.
+	gpath=$(printf '%s\n' "$out" | sed -n 's/.*debug: guardian \(.*\) started$/\1/p' | head -n1)
+	[ -n "$gpath" ] && [ "$(realpath "$gpath")" = "$(realpath "$L/safe_mr/safe_mr-guardian")" ] &&
+		ok "$tag: the guardian starts from this install" ||
+		{ bad "$tag: no guardian from this install:"; show "$(printf '%s\n' "$out" | grep -i guardian)"; }
 
 	# Tools.
 	out=$(LD_PRELOAD=$test_preload "$B/safe_mr-run" -- sh -c 'echo "LD_PRELOAD=$LD_PRELOAD"' 2>&1); rc=$?

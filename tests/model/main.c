@@ -8,8 +8,10 @@
  *              [--drop-nic-write N] [--dir D] [-v]
  *
  * The run is split into epochs of --epoch operations, each in a fresh
- * process that ends with exit() (a durable sync point) or _exit() (none);
- * this process then checks the files against what the model expects.
+ * process that ends with exit() (a durable sync point) or _exit() (none,
+ * but the guardian writes the shadows back: SAFE_MR_GUARDIAN); this process
+ * (a child subreaper, so that the orphaned guardian is its child) waits for
+ * the guardian, then checks the files against what the model expects.
  * Exit status: 0 all agreed, 1 divergence (printed with the op number and
  * the options that reproduce it), 2 the test itself could not run.
  * --drop-nic-write N: negative control, the Nth NIC write of the first
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -178,6 +181,7 @@ int main(int argc, char **argv)
 		return negative ? 0 : 2;
 	}
 	opt.dir = loop_mount(dir);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	rnd_seed(opt.seed);
 	model_create_files();
 	for (unsigned long done = 0, e = 0; done < opt.ops && !status; e++) {
@@ -200,6 +204,9 @@ int main(int argc, char **argv)
 			status = 2;
 			break;
 		}
+		/* The epoch's guardian (and the error injector), orphaned to us. */
+		while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+			;
 		if (!WIFEXITED(ws) || WEXITSTATUS(ws)) {
 			if (WIFSIGNALED(ws))
 				fprintf(stderr, "epoch %lu (seed %llu, ops %lu..%lu) killed by signal %d\n",

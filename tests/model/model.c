@@ -1159,6 +1159,13 @@ static void write_image(int f)
 	free(alt);
 }
 
+bool model_guardian(void)
+{
+	const char *g = getenv("SAFE_MR_GUARDIAN");
+
+	return !g || (strcmp(g, "off") && strcmp(g, "0") && strcmp(g, "no") && strcmp(g, "false"));
+}
+
 void model_epoch(unsigned long first_op, unsigned long ops, int epoch)
 {
 	bool use_exit = chance(60);
@@ -1209,8 +1216,10 @@ void model_epoch(unsigned long first_op, unsigned long ops, int epoch)
 		}
 	}
 	check_all();
-	/* Process exit is a durable sync point of everything; _exit is none. */
-	if (use_exit) {
+	/* Process exit is a durable sync point of everything; _exit is none,
+	 * but with the guardian (SAFE_MR_GUARDIAN, on by default) the same
+	 * pages reach the file once it is done (main.c waits for it). */
+	if (use_exit || model_guardian()) {
 		int sel[NSH], ns = 0;
 
 		for (int i = 0; i < NSH; i++)

@@ -95,4 +95,7 @@ struct race_slot {
 void race_start(const struct race_slot *s, int n);
 void race_stop(void);
 
+/* Is the guardian on (it writes the shadows back after _exit)? */
+bool model_guardian(void);
+
 #endif

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/* The guardian: a small process (lib/guardian.c, installed in
+ * <libdir>/safe_mr/) that keeps a process's shadows written back when
+ * the process dies without a sync point (SIGKILL, a crash, _exit, exec).
+ *
+ * It holds the shadow arena and a second memfd, the "state", in which the
+ * engine mirrors what the guardian needs of each chunk: where its pages lie
+ * in the arena and in which file, and per page the hash of what the file
+ * holds (struct sm_page.hash), its state and force bit.  Both are shared
+ * memory, so nothing is copied and nothing is sent per write.  The files
+ * arrive as the engine's own writable descriptors (SCM_RIGHTS): the
+ * guardian never opens a path.  The end of the socket the process holds is
+ * O_CLOEXEC: EOF means the process is gone (or exec'd).  A clean exit says
+ * so first (GM_CLEAN), and the guardian leaves without writing.
+ *
+ * This header is the protocol shared by both sides, and the engine's hooks. */
+#ifndef SM_GUARD_H
+#define SM_GUARD_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- state memfd layout ----
+ * [0, 4096)                header
+ * [SMG_TABLE_OFF, +...)    chunk records, index = sm_chunk.guard - 1
+ * [SMG_PAGES_OFF, +...)    page records, one per arena page (a chunk's are
+ *                          at its arena offset / page size)
+ * The file is sized (sparse) once; only touched records take memory. */
+#define SMG_MAGIC 0x736d6731u		/* "smg1" */
+#define SMG_TABLE_OFF 4096ull
+#define SMG_TABLE_MAX (1ull << 22)	/* chunk records */
+#define SMG_PAGES_OFF (256ull << 20)
+#define SMG_PAGES_MAX (1ull << 30)	/* page records: a 4 TiB arena of 4 KiB pages */
+#define SMG_SIZE (SMG_PAGES_OFF + SMG_PAGES_MAX * 16ull)
+
+struct smg_header {
+	uint32_t magic;
+	uint32_t page_size;
+	_Atomic uint64_t ntable;	/* chunk records ever used: the guardian's walk */
+};
+
+struct smg_chunk {
+	_Atomic uint32_t valid;		/* written last on creation, cleared first */
+	uint32_t slot;			/* file (0: no writable descriptor: skip) */
+	uint64_t file_off, arena_off, npages;
+	uint64_t pages;			/* index of its first page record */
+	uint64_t pad[3];
+};
+
+/* Page states as in shadow.h: 0 gone (arena punched: never written),
+ * 1 mapped, 2 detached; both of the last hold data. */
+struct smg_page {
+	_Atomic uint64_t hash;
+	_Atomic uint8_t state;
+	_Atomic uint8_t force;
+	uint8_t pad[6];
+};
+
+/* ---- messages on the SOCK_SEQPACKET pair ---- */
+enum {
+	GM_INIT = 1,	/* fds: arena, state */
+	GM_FILE,	/* fd: slot's writable descriptor */
+	GM_FILE_GONE,	/* slot closed: the guardian closes its copy, then acks */
+	GM_CLEAN,	/* everything is durable: close everything, ack, exit
+			 * without writing */
+};
+/* The guardian's ack (one byte) of GM_FILE_GONE and GM_CLEAN: when the
+ * process has closed a file, the guardian holds it no more (a umount right
+ * after does not find it busy). */
+#define SMG_ACK 'k'
+#define SMG_ACK_MS 2000
+struct smg_msg {
+	uint32_t type;
+	uint32_t slot;
+};
+#define SMG_FD 3	/* the guardian's end of the socket */
+
+/* ---- engine side (guard.c; engine lock held) ---- */
+#ifndef SMG_GUARDIAN_SIDE
+struct sm_chunk;
+struct sm_file;
+/* A chunk was created (pages not filled yet): start the guardian if needed,
+ * hand it the file, create the record.  Never fails: without a guardian the
+ * chunk is just not crash-proof (logged). */
+void sm_guard_chunk_new(struct sm_chunk *c);
+void sm_guard_chunk_gone(struct sm_chunk *c);
+/* Pages [first, +n) of c changed hash, state or force. */
+void sm_guard_pages(struct sm_chunk *c, size_t first, size_t n);
+void sm_guard_file_gone(struct sm_file *f);
+/* The process's data is durable (exit sync succeeded): the guardian can go. */
+void sm_guard_clean(void);
+/* Fork child: forget the parent's guardian without touching its state. */
+void sm_guard_forget(bool chunks_kept);
+/* Guardian starts that failed (safe_mr-info, stats line). */
+extern _Atomic uint64_t sm_guard_failures;
+#endif
+
+#endif
