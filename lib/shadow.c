@@ -182,9 +182,22 @@ static int fill_slice(struct sm_chunk *c, size_t first, size_t n, bool racy)
 
 	if (err)
 		return err;
-	if (c->keeper && (c->prot & PROT_READ))
-		done = copy_from_keeper(c->keeper + first * sm_page_size, len, aoff) /
-		       sm_page_size * sm_page_size;
+	/* Only pages wholly below the end of file: the mapping shows the last
+	 * page's bytes past EOF as the page cache holds them (stores through
+	 * a mapping land there), a read gives zeros.  Small fills read: the
+	 * fstat would cost more than the zeroing saved. */
+	if (c->keeper && (c->prot & PROT_READ) && n >= 16) {
+		struct stat st;
+		off_t off = c->file_off + (off_t)(first * sm_page_size), whole = 0;
+
+		if (fstat(c->file->fd, &st) == 0 && st.st_size > off)
+			whole = (st.st_size - off) / (off_t)sm_page_size * (off_t)sm_page_size;
+		if (whole > (off_t)len)
+			whole = (off_t)len;
+		if (whole)
+			done = copy_from_keeper(c->keeper + first * sm_page_size, (size_t)whole,
+						aoff) / sm_page_size * sm_page_size;
+	}
 	if (done < len) {
 		/* Fresh arena ranges read as zeros (new, or punched when
 		 * freed); past the end of file nothing needs writing.  Below
