@@ -263,7 +263,7 @@ static void print_table(void)
 			snprintf(t, sizeof(t), "<= +%.0f us", r->target / 1000);
 		else if (r->unit == 'a')
 			snprintf(t, sizeof(t), "<= +%.0f ns", r->target);
-		res = !r->measured ? "" : r->unit == 'n' ? "info" : r->pass ? "PASS" : "MISS";
+		res = !r->measured ? "" : r->unit == 'n' ? "info" : r->pass ? "PASS" : "FAIL";
 		printf("%-38s %-8s %12s %12s %9s %-10s %s%s%s\n", r->what, r->size, v, b, q, t, res,
 		       r->note[0] && r->measured ? "  " : "", r->note);
 	}
