@@ -152,37 +152,19 @@ static int open_backing(const struct sm_vma *v, bool write, int *out)
 	return err;
 }
 
-int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
-		     struct sm_file **file)
+/* sm_file_classify for a file the engine does not hold open yet. */
+static int classify_new(const struct sm_vma *v, bool write, enum sm_backing *kind,
+			struct sm_file **file)
 {
 	struct statfs sfs;
 	struct stat st;
 	struct sm_file *f;
 	int fd, err;
 
-	*kind = SM_BACK_NONE;
-	*file = NULL;
-	if (!v->has_file || !v->shared)
-		return 0;
-	if (sm_arena_is(v)) {
-		*kind = SM_BACK_ARENA;
-		return 0;
-	}
 	/* Names the kernel gives shmem and SysV segments: tmpfs, never shadowed. */
 	if (v->path && (!strncmp(v->path, "/memfd:", 7) || !strncmp(v->path, "/dev/zero", 9) ||
 			!strncmp(v->path, "/SYSV", 5) || !strncmp(v->path, "/dev/shm/", 9)))
 		return 0;
-	/* A file we hold open already, on the VMA's own device and inode: what
-	 * open_backing would prove (our descriptor pins the inode, so its
-	 * number is not reused), without reopening, stat and statfs: most of
-	 * a registration's fixed cost. */
-	f = sm_file_lookup(makedev(v->dev_major, v->dev_minor), v->inode);
-	if (f && (f->writable || !write)) {
-		f->refs++;
-		*kind = SM_BACK_FILE;
-		*file = f;
-		return 0;
-	}
 	err = open_backing(v, write, &fd);
 	if (err) {
 		/* Cannot tell what it is: a device or special file we may not
@@ -237,6 +219,43 @@ int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 	return 0;
 }
 
+int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
+		     struct sm_file **file)
+{
+	struct sm_vma w;
+	struct sm_file *f;
+	int err;
+
+	*kind = SM_BACK_NONE;
+	*file = NULL;
+	if (!v->has_file || !v->shared)
+		return 0;
+	if (sm_arena_is(v)) {
+		*kind = SM_BACK_ARENA;
+		return 0;
+	}
+	/* A file we hold open already, on the VMA's own device and inode: what
+	 * open_backing would prove (our descriptor pins the inode, so its
+	 * number is not reused), without its name, reopening, stat and
+	 * statfs: most of a registration's fixed cost.  (Only files with
+	 * writeback are held: never shmem.) */
+	f = sm_file_lookup(makedev(v->dev_major, v->dev_minor), v->inode);
+	if (f && (f->writable || !write)) {
+		f->refs++;
+		*kind = SM_BACK_FILE;
+		*file = f;
+		return 0;
+	}
+	if (!v->path_pending)
+		return classify_new(v, write, kind, file);
+	w = *v;
+	if (sm_vma_path(&w) == ENOMEM)
+		return ENOMEM;
+	err = classify_new(&w, write, kind, file);
+	free(w.path);
+	return err;
+}
+
 void sm_file_reset(void)
 {
 	/* The parent's files: close our copies of the descriptors. */
@@ -252,18 +271,19 @@ void sm_file_reset(void)
 
 /* ---- arena ---- */
 
-struct free_ext {
-	off_t off;
-	size_t len;
-};
 
 static int arena = -1;
 static dev_t arena_dev;
 static ino_t arena_ino;
 static off_t arena_end;		/* bump pointer */
 static off_t arena_size;	/* ftruncate'd size */
-static struct free_ext *free_list;
-static size_t nfree, free_cap;
+/* The engine's own view of the arena: one mapping of all of it, in a
+ * window of address space reserved once, so that a chunk costs no mapping
+ * (and no VMA) of its own.  [0, view_mapped) of the arena is mapped. */
+static uint8_t *view;
+static size_t view_size;
+static off_t view_mapped;
+#define VIEW_MAX ((size_t)64 << 30)
 
 static int arena_open(void)
 {
@@ -283,7 +303,36 @@ static int arena_open(void)
 	}
 	arena_dev = st.st_dev;
 	arena_ino = st.st_ino;
+	/* Address space only (no memory, no commit charge); where even that
+	 * is refused (RLIMIT_AS), every chunk maps its own view. */
+	for (size_t sz = VIEW_MAX; sz >= ((size_t)1 << 30) && !view; sz /= 4) {
+		void *p = sm_sys_mmap(NULL, sz, PROT_NONE,
+				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		if (p != MAP_FAILED) {
+			view = p;
+			view_size = sz;
+		}
+	}
 	return 0;
+}
+
+/* Map [view_mapped, size) of the arena into the window. */
+static void view_grow(off_t size)
+{
+	void *p;
+
+	if (!view || size <= view_mapped || (size_t)size > view_size)
+		return;
+	p = sm_sys_mmap(view + view_mapped, (size_t)(size - view_mapped), PROT_READ | PROT_WRITE,
+			MAP_SHARED | MAP_FIXED, arena, view_mapped);
+	if (p != MAP_FAILED)
+		view_mapped = size;
+}
+
+uint8_t *sm_arena_view(off_t off, size_t len)
+{
+	return off + (off_t)len <= view_mapped ? view + off : NULL;
 }
 
 int sm_arena_fd(void)
@@ -303,16 +352,8 @@ int sm_arena_alloc(size_t len, off_t *off)
 
 	if (err)
 		return err;
-	for (size_t i = 0; i < nfree; i++) {
-		if (free_list[i].len >= len) {
-			*off = free_list[i].off;
-			free_list[i].off += (off_t)len;
-			free_list[i].len -= len;
-			if (!free_list[i].len)
-				free_list[i] = free_list[--nfree];
-			return 0;
-		}
-	}
+	if (sm_afree_take(len, off))
+		return 0;
 	if (arena_end + (off_t)len > arena_size) {
 		off_t want = arena_end + (off_t)len;
 
@@ -320,6 +361,7 @@ int sm_arena_alloc(size_t len, off_t *off)
 		if (ftruncate(arena, want))
 			return errno;
 		arena_size = want;
+		view_grow(want);
 	}
 	*off = arena_end;
 	arena_end += (off_t)len;
@@ -335,32 +377,7 @@ void sm_arena_discard(off_t off, size_t len)
 void sm_arena_free(off_t off, size_t len)
 {
 	sm_arena_discard(off, len);
-	/* Merge with a neighbour if there is one; else remember the extent. */
-	for (size_t i = 0; i < nfree; i++) {
-		if (free_list[i].off + (off_t)free_list[i].len == off) {
-			free_list[i].len += len;
-			return;
-		}
-		if (off + (off_t)len == free_list[i].off) {
-			free_list[i].off = off;
-			free_list[i].len += len;
-			return;
-		}
-	}
-	if (off + (off_t)len == arena_end) {
-		arena_end = off;
-		return;
-	}
-	if (nfree == free_cap) {
-		size_t ncap = free_cap ? free_cap * 2 : 16;
-		struct free_ext *n = realloc(free_list, ncap * sizeof(*n));
-
-		if (!n)
-			return;	/* leak the range: harmless, punched already */
-		free_list = n;
-		free_cap = ncap;
-	}
-	free_list[nfree++] = (struct free_ext){ off, len };
+	sm_afree_put(off, len, &arena_end);
 }
 
 void sm_arena_reset(void)
@@ -370,5 +387,10 @@ void sm_arena_reset(void)
 		close(arena);
 	arena = -1;
 	arena_end = arena_size = 0;
-	nfree = 0;
+	if (view)
+		sm_sys_munmap(view, view_size);
+	view = NULL;
+	view_size = 0;
+	view_mapped = 0;
+	sm_afree_reset();
 }

@@ -74,7 +74,15 @@ int sm_arena_alloc(size_t len, off_t *off);
 void sm_arena_free(off_t off, size_t len);
 void sm_arena_discard(off_t off, size_t len);	/* release memory, keep range */
 int sm_arena_fd(void);
+/* The engine's view of arena bytes [off, +len), or NULL: map one. */
+uint8_t *sm_arena_view(off_t off, size_t len);
 bool sm_arena_is(const struct sm_vma *v);
 void sm_arena_reset(void);
+/* arenafree.c: the free extents below the arena's bump pointer `end`.
+ * take: an extent of len bytes, if one is free.  put: free [off, +len),
+ * merged with its neighbours; what reaches *end lowers it. */
+bool sm_afree_take(size_t len, off_t *off);
+void sm_afree_put(off_t off, size_t len, off_t *end);
+void sm_afree_reset(void);
 
 #endif

@@ -94,7 +94,8 @@ SM_EXPORT int safe_mr_msync(void *addr, size_t length, int flags)
 	uintptr_t a = (uintptr_t)addr;
 	int err = 0, ret;
 
-	if (any_shadow() && length && a + length > a) {
+	if (any_shadow() && length && a + length > a &&
+	    !sm_quiet_range(sm_page_down(a), sm_page_up(a + length))) {
 		uintptr_t s = sm_page_down(a), e = sm_page_up(a + length);
 
 		if (sm_reentered()) {
@@ -203,7 +204,8 @@ SM_EXPORT int safe_mr_munmap(void *addr, size_t length)
 	 * (UCX, libfabric, Open MPI) may call back into verbs.  A registration
 	 * racing it at the same address finds the VMA changed (detach_stale). */
 	ret = real_munmap(addr, length);
-	if (ret || !any_shadow() || sm_reentered() || !length || a + length < a)
+	if (ret || !any_shadow() || sm_reentered() || !length || a + length < a ||
+	    sm_quiet_range(sm_page_down(a), sm_page_up(a + length)))
 		return ret;
 	sm_lock_take();
 	if (sm_unmapped_range(sm_page_down(a), sm_page_up(a + length)))

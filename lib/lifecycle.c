@@ -135,7 +135,8 @@ static void fork_child(void)
 			i = j > i ? j : i + 1;
 		}
 		sm_keeper_drop(c, 0, c->npages);
-		sm_sys_munmap(c->alias, c->npages * sm_page_size);
+		if (c->own_alias)
+			sm_sys_munmap(c->alias, c->npages * sm_page_size);
 		free(c);
 	}
 	while (sm_holds) {

@@ -5,6 +5,7 @@
 #include "shadow.h"
 
 pthread_mutex_t sm_lock = PTHREAD_MUTEX_INITIALIZER;
+_Atomic bool sm_lock_busy;
 __thread bool sm_lock_mine __attribute__((tls_model("initial-exec")));
 __thread unsigned int sm_api_depth __attribute__((tls_model("initial-exec")));
 

@@ -8,6 +8,20 @@
 struct sm_itree sm_chunk_tree;
 size_t sm_norphans;
 static struct sm_hmap owners;	/* first hold of each owner, by owner */
+_Atomic unsigned int sm_gran[SM_GRAN_SLOTS];
+
+/* Add d to the filter slots of [s, e) (each slot once, however large). */
+static void gran_add(uintptr_t s, uintptr_t e, int d)
+{
+	uintptr_t g = s >> SM_GRAN_SHIFT, ge = (e - 1) >> SM_GRAN_SHIFT;
+
+	if (ge - g >= SM_GRAN_SLOTS) {
+		g = 0;
+		ge = SM_GRAN_SLOTS - 1;
+	}
+	for (; g <= ge; g++)
+		atomic_fetch_add(&sm_gran[g % SM_GRAN_SLOTS], (unsigned int)d);
+}
 
 static inline struct sm_chunk *chunk_of(struct sm_inode *x)
 {
@@ -30,6 +44,7 @@ void sm_chunk_link(struct sm_chunk *c)
 	c->node.start = c->start;
 	c->node.end = c->start + c->npages * sm_page_size;
 	sm_itree_insert(&sm_chunk_tree, &c->node);
+	gran_add(c->node.start, c->node.end, 1);
 	/* Last: a signal handler's lock-free check tests the tree, and the
 	 * interposers' lock-free test this count. */
 	sm_chunks = c;
@@ -72,6 +87,7 @@ void sm_chunk_unlink(struct sm_chunk *c)
 	if (c->orphans)
 		sm_chunk_set_orphans(c, false);
 	sm_itree_remove(&sm_chunk_tree, &c->node);
+	gran_add(c->node.start, c->node.end, -1);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -204,5 +220,7 @@ void sm_registry_forget(void)
 	sm_chunk_tree.root = NULL;
 	sm_chunk_tree.n = 0;
 	sm_norphans = 0;
+	for (unsigned int i = 0; i < SM_GRAN_SLOTS; i++)
+		atomic_store(&sm_gran[i], 0);
 	sm_hmap_reset(&owners);
 }

@@ -134,7 +134,8 @@ void sm_chunk_free(struct sm_chunk *c)
 	sm_guard_chunk_gone(c);
 	sm_chunk_unlink(c);
 	sm_keeper_drop(c, 0, c->npages);
-	sm_sys_munmap(c->alias, len);
+	if (c->own_alias)
+		sm_sys_munmap(c->alias, len);
 	sm_arena_free(c->arena_off, len);
 	sm_file_put(c->file);
 	free(c);
@@ -146,34 +147,83 @@ void sm_chunk_maybe_free(struct sm_chunk *c)
 		sm_chunk_free(c);
 }
 
-/* Fill pages [first, +n) of c from the file and swap them in.  With other
- * threads about, the file is read again after the swap: a page written
- * between the read and the swap has those writes merged into the shadow
- * (bytes the shadow has not changed since take the file's). */
-static int fill_slice(struct sm_chunk *c, size_t first, size_t n, bool racy)
+/* Copy [0, len) of the keeper (our own mapping of the file, not yet used)
+ * into the arena at aoff: the kernel copies page cache pages into new
+ * shmem pages, which need no zeroing (a shadow page filled by read() is
+ * allocated zeroed first: most of the cost of a fill).  Stops where the
+ * keeper cannot be read (past the end of file, no PROT_READ): returns the
+ * bytes copied. */
+static size_t copy_from_keeper(const uint8_t *src, size_t len, off_t aoff)
 {
-	uint8_t *f0, *f1;
-	size_t got, w = 0, len = n * sm_page_size;
-	off_t aoff = c->arena_off + (off_t)(first * sm_page_size);
-	void *at;
-	int err = sm_scratch(&f0, &f1);
+	size_t done = 0;
 
-	if (!err)
-		err = read_pages(c, first, n, f0, &got);
-	if (err)
-		return err;
-	for (size_t i = 0; i < n; i++)
-		c->pg[first + i].hash = sm_page_hash(f0 + i * sm_page_size);
-	/* pwrite allocates the shmem pages without a page fault each. */
-	while (w < got) {
-		ssize_t r = pwrite(sm_arena_fd(), f0 + w, got - w, aoff + (off_t)w);
+	while (done < len) {
+		ssize_t r = pwrite(sm_arena_fd(), src + done, len - done, aoff + (off_t)done);
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
-			return r < 0 ? errno : EIO;
-		w += (size_t)r;
+			break;
+		done += (size_t)r;
 	}
+	return done;
+}
+
+/* Fill pages [first, +n) of c from the file and swap them in: copied from
+ * the keeper where it can be read, the rest read with pread straight into
+ * the shadow (through the engine's view: one copy either way), then hashed
+ * while in cache.  With other threads about, the file is read again after
+ * the swap: a page written between the read and the swap has those writes
+ * merged into the shadow (bytes the shadow has not changed since take the
+ * file's). */
+static int fill_slice(struct sm_chunk *c, size_t first, size_t n, bool racy)
+{
+	uint8_t *f0 = NULL, *f1 = NULL, *sh = sm_page_ptr(c, first);
+	size_t len = n * sm_page_size, done = 0;
+	off_t aoff = c->arena_off + (off_t)(first * sm_page_size);
+	void *at;
+	int err = sm_scratch(&f0, &f1);
+
+	if (err)
+		return err;
+	/* Only pages wholly below the end of file: the mapping shows the last
+	 * page's bytes past EOF as the page cache holds them (stores through
+	 * a mapping land there), a read gives zeros.  Small fills read: the
+	 * fstat would cost more than the zeroing saved. */
+	if (c->keeper && (c->prot & PROT_READ) && n >= 16) {
+		struct stat st;
+		off_t off = c->file_off + (off_t)(first * sm_page_size), whole = 0;
+
+		if (fstat(c->file->fd, &st) == 0 && st.st_size > off)
+			whole = (st.st_size - off) / (off_t)sm_page_size * (off_t)sm_page_size;
+		if (whole > (off_t)len)
+			whole = (off_t)len;
+		if (whole)
+			done = copy_from_keeper(c->keeper + first * sm_page_size, (size_t)whole,
+						aoff) / sm_page_size * sm_page_size;
+	}
+	if (done < len) {
+		/* Fresh arena ranges read as zeros (new, or punched when
+		 * freed); past the end of file nothing needs writing.  Below
+		 * 16 pages the system call costs more than the faults. */
+		ssize_t r;
+
+		if (len - done >= 16 * sm_page_size)
+			madvise(sh + done, len - done, MADV_POPULATE_WRITE);
+		r = pread_full(c->file->fd, sh + done, len - done,
+			       c->file_off + (off_t)(first * sm_page_size + done));
+		if (r < 0)
+			return errno;
+		/* Zeros already, unless a punch failed. */
+		memset(sh + done + r, 0, len - done - (size_t)r);
+	}
+	/* The hash maps what the copy wrote as it reads: a read fault maps
+	 * 16 pages (fault-around), cheaper than MADV_POPULATE_READ. */
+	for (size_t i = 0; i < n; i++)
+		c->pg[first + i].hash = sm_page_hash(sh + i * sm_page_size);
+	/* The merge base: what was read, before anyone else can write it. */
+	if (racy)
+		memcpy(f0, sh, len);
 	/* MAP_FIXED replaces the file pages atomically: other threads see the
 	 * file or the shadow, never a hole. */
 	at = sm_swap_mmap((void *)sm_page_addr(c, first), len, c->prot, sm_arena_fd(), aoff);
@@ -224,11 +274,15 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	if (err)
 		goto fail_free;
 	/* The engine's own view, for hashing, merging and writeback. */
-	c->alias = sm_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, sm_arena_fd(),
-			       c->arena_off);
-	if (c->alias == MAP_FAILED) {
-		err = errno;
-		goto fail_arena;
+	c->alias = sm_arena_view(c->arena_off, len);
+	if (!c->alias) {
+		c->alias = sm_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED,
+				       sm_arena_fd(), c->arena_off);
+		if (c->alias == MAP_FAILED) {
+			err = errno;
+			goto fail_arena;
+		}
+		c->own_alias = true;
 	}
 	/* The application's own file mapping, kept aside: a second VMA of
 	 * the same open file (mremap with old_size 0 on a shared mapping).
@@ -250,10 +304,6 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	if (c->live) {
 		SM_STAT_ADD(bytes_shadowed, c->live * sm_page_size);
 		SM_STAT_ADD(shadow_bytes_now, c->live * sm_page_size);
-		/* One pass, not a fault each; below 16 pages the system call
-		 * costs more than the faults it saves. */
-		if (npages >= 16)
-			madvise(c->alias, len, MADV_POPULATE_WRITE);
 	}
 	if (err) {
 		if (c->live) {
@@ -418,7 +468,7 @@ int sm_restore_run(struct sm_chunk *c, size_t first, size_t count, bool nic_may_
 int sm_reshadow_run(struct sm_chunk *c, size_t first, size_t count)
 {
 	size_t len = count * sm_page_size;
-	uint8_t *buf;
+	uint8_t *buf = NULL;
 	void *at;
 	int err = sm_scratch(&buf, NULL);
 

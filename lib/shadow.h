@@ -41,7 +41,8 @@ struct sm_chunk {
 	off_t file_off;		/* file offset of page 0 */
 	int prot;
 	off_t arena_off;
-	uint8_t *alias;		/* the engine's own mapping of the shadow */
+	uint8_t *alias;		/* the engine's own view of the shadow */
+	bool own_alias;		/* a mapping of its own (else in the arena's view) */
 	uint8_t *keeper;	/* the application's own file mapping, moved
 				 * aside (mremap old_size 0): moved back on
 				 * restore, so the VMA is what it was */
@@ -79,13 +80,17 @@ extern pthread_mutex_t sm_lock;
 /* This thread holds (or is taking) the engine lock.  A signal handler that
  * finds it set interrupted the engine: it must not wait for the lock. */
 extern __thread bool sm_lock_mine __attribute__((tls_model("initial-exec")));
+/* Set while some thread holds the engine lock (sm_quiet_range). */
+extern _Atomic bool sm_lock_busy;
 static inline void sm_lock_take(void)
 {
 	sm_lock_mine = true;
 	pthread_mutex_lock(&sm_lock);
+	atomic_store(&sm_lock_busy, true);
 }
 static inline void sm_lock_drop(void)
 {
+	atomic_store(&sm_lock_busy, false);
 	pthread_mutex_unlock(&sm_lock);
 	sm_lock_mine = false;
 }
@@ -140,6 +145,31 @@ struct sm_hold *sm_owner_first(const void *owner);
 void sm_owner_move(const void *from, const void *to);
 /* Fork child, after freeing every chunk and hold: empty indexes. */
 void sm_registry_forget(void);
+
+/* Lock-free filter for the sync points: a count of linked chunks per 2 MiB
+ * granule of address space, folded into SM_GRAN_SLOTS slots.  Maintained
+ * by sm_chunk_link/unlink under the lock. */
+#define SM_GRAN_SHIFT 21
+#define SM_GRAN_SLOTS 4096u
+extern _Atomic unsigned int sm_gran[SM_GRAN_SLOTS];
+
+/* Without the lock: true when no chunk overlaps [s, e) and no thread holds
+ * the engine lock, so a sync point on [s, e) has nothing to do.  Called
+ * after the real munmap (or before the real msync): a registration that
+ * takes the lock after this load looks at the mappings as they are now
+ * (seq_cst: the lock flag is stored before it queries any VMA), and one
+ * that dropped it before has published its chunk's counts. */
+static inline bool sm_quiet_range(uintptr_t s, uintptr_t e)
+{
+	uintptr_t g = s >> SM_GRAN_SHIFT, ge = (e - 1) >> SM_GRAN_SHIFT;
+
+	if (atomic_load(&sm_lock_busy) || ge - g >= SM_GRAN_SLOTS)
+		return false;
+	for (; g <= ge; g++)
+		if (atomic_load_explicit(&sm_gran[g % SM_GRAN_SLOTS], memory_order_relaxed))
+			return false;
+	return true;
+}
 
 static inline uint8_t *sm_page_ptr(struct sm_chunk *c, size_t i)
 {

@@ -92,11 +92,10 @@ static int list_query(int fd, uintptr_t start, uintptr_t end, struct sm_vma **vm
 {
 	size_t cap = 0;
 	uintptr_t addr = start;
-	char name[4096];
 
 	while (addr < end) {
-		/* No name first: only shared file mappings need their path,
-		 * and building one (d_path) is most of the cost of a query. */
+		/* No name: only shared file mappings of files the engine does
+		 * not know yet need their path (sm_vma_path). */
 		struct sm_procmap_query q = {
 			.size = sizeof(q),
 			.query_flags = SM_PMQ_COVERING_OR_NEXT,
@@ -108,14 +107,6 @@ static int list_query(int fd, uintptr_t start, uintptr_t end, struct sm_vma **vm
 			if (errno == ENOENT)
 				break;
 			return errno;
-		}
-		if (q.inode && (q.vma_flags & SM_PMQ_SHARED) && q.vma_start < end) {
-			q.query_addr = q.vma_start;
-			q.query_flags = 0;
-			q.vma_name_size = sizeof(name);
-			q.vma_name_addr = (uintptr_t)name;
-			if (ioctl(fd, SM_PROCMAP_QUERY, &q) < 0)
-				return errno;
 		}
 		if (q.vma_start >= end)
 			break;
@@ -130,18 +121,40 @@ static int list_query(int fd, uintptr_t start, uintptr_t end, struct sm_vma **vm
 		v.offset = q.vma_offset + (v.start - q.vma_start);
 		v.dev_major = q.dev_major;
 		v.dev_minor = q.dev_minor;
-		if (v.has_file && q.vma_name_size) {
-			v.path = strdup(name);
-			if (!v.path)
-				return ENOMEM;
-		}
-		if (push(vmas, n, &cap, &v)) {
-			free(v.path);
+		v.path_pending = v.has_file && v.shared;
+		if (push(vmas, n, &cap, &v))
 			return ENOMEM;
-		}
 		addr = q.vma_end;
 	}
 	return 0;
+}
+
+int sm_vma_path(struct sm_vma *v)
+{
+	char name[4096];
+	struct sm_procmap_query q = {
+		.size = sizeof(q),
+		.query_addr = v->start,
+		.vma_name_size = sizeof(name),
+		.vma_name_addr = (uintptr_t)name,
+	};
+	int fd;
+
+	if (!v->path_pending)
+		return 0;
+	v->path_pending = false;
+	fd = get_maps_fd();
+	if (fd < 0)
+		return errno ? errno : EIO;
+	if (ioctl(fd, SM_PROCMAP_QUERY, &q) < 0)
+		return errno;
+	/* Another mapping there now: no name (open_backing then tries
+	 * map_files, which checks the inode itself). */
+	if (q.inode != v->inode || q.dev_major != v->dev_major || q.dev_minor != v->dev_minor ||
+	    !q.vma_name_size)
+		return 0;
+	v->path = strdup(name);
+	return v->path ? 0 : ENOMEM;
 }
 
 /* "start-end perms offset maj:min inode   path" */
@@ -163,6 +176,7 @@ static int parse_line(char *line, struct sm_vma *v)
 	v->inode = ino;
 	v->has_file = ino != 0;
 	v->path = NULL;
+	v->path_pending = false;
 	if (v->has_file && pos > 0 && line[pos] == '/')
 		v->path = line + pos;	/* caller copies */
 	return 0;

@@ -155,6 +155,34 @@ START_TEST(iova_entry_points)
 }
 END_TEST
 
+/* A large fill copies the file through the engine's own mapping of it:
+ * every byte as a read gives it, so the hashes match (a release writes
+ * nothing), and the last page's bytes past the end of file (which a store
+ * through the mapping leaves in the page cache) are zeros in the shadow, as
+ * a read gives them. */
+START_TEST(large_fill_reads_like_pread)
+{
+	char path[600];
+	size_t size = 20 * ps + ps / 2;
+	int fd = tu_file(size, 5, path, sizeof(path));
+	uint8_t *p = tu_map(fd, 21 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct safe_mr_stats before;
+	struct ibv_mr *mr;
+
+	p[size + 10] = 0x5a;	/* past EOF, in the page cache's last page */
+	mr = safe_mr_reg_mr(tu_pd, p, 21 * ps, RW);
+	ck_assert_msg(mr != NULL, "registration failed: %s", strerror(errno));
+	tu_assert_shadow_mask(p, 21, (1u << 21) - 1);
+	tu_assert_mem_pattern(p, 0, size, 5);
+	ck_assert_uint_eq(p[size + 10], 0);
+	before = tu_stats();
+	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	ck_assert_uint_eq(tu_stats().bytes_written_back, before.bytes_written_back);
+	tu_assert_file_pattern(path, 0, size, 5);
+	ck_assert_int_eq(tu_file_size(path), (off_t)size);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("shadow");
@@ -164,6 +192,7 @@ int main(void)
 	tcase_add_test(tc, thread_writes_while_shadowing);
 	tcase_add_test(tc, fork_child_gets_file);
 	tcase_add_test(tc, iova_entry_points);
+	tcase_add_test(tc, large_fill_reads_like_pread);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
