@@ -10,6 +10,7 @@
  *   - a sync of a fully changed 16 MiB range (the per-page mirror);
  *   - exit: from the last instruction of main to the parent's waitpid,
  *     nothing left to sync (the clean word to the guardian). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -43,6 +44,38 @@ static double acquire_release(uint8_t *p, size_t len, double *acq)
 	return now_ns() - t0;
 }
 
+/* Another process holds `path` open: the guardian has the file (a guardian
+ * that could not start would make the "on" samples measure nothing). */
+static bool guardian_holds(const char *path)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *d;
+	bool found = false;
+
+	while (proc && !found && (d = readdir(proc))) {
+		char dir[300], link[600], got[4096];
+		struct dirent *f;
+		DIR *fds;
+
+		if (d->d_name[0] < '1' || d->d_name[0] > '9' || atoi(d->d_name) == (int)getpid())
+			continue;
+		snprintf(dir, sizeof(dir), "/proc/%s/fd", d->d_name);
+		if (!(fds = opendir(dir)))
+			continue;
+		while (!found && (f = readdir(fds))) {
+			ssize_t n;
+
+			snprintf(link, sizeof(link), "%s/%s", dir, f->d_name);
+			n = readlink(link, got, sizeof(got) - 1);
+			found = n > 0 && (got[n] = 0, !strcmp(got, path));
+		}
+		closedir(fds);
+	}
+	if (proc)
+		closedir(proc);
+	return found;
+}
+
 /* The child: prints "first later later_same sync stamp" (ns) and exits
  * normally. */
 int bench_guardian_child(const char *dir)
@@ -66,6 +99,11 @@ int bench_guardian_child(const char *dir)
 		later[i] = acquire_release(p + (size_t)(i + 1) * 4096, 4096, NULL);
 	if (safe_mr_range_acquire(p + SYNC_LEN - 4096, 4096, WR, NULL, &anchor))
 		die("guardian child: acquire");
+	char abs[4096];
+
+	if (strcmp(getenv("SAFE_MR_GUARDIAN"), "off") &&
+	    (!realpath(path, abs) || !guardian_holds(abs)))
+		die("guardian child: SAFE_MR_GUARDIAN=on, but no guardian holds %s", path);
 	for (int i = 0; i < LATER; i++)
 		same[i] = acquire_release(p + (size_t)(i + 1) * 4096, 4096, NULL);
 	if (safe_mr_range_release(anchor))
