@@ -6,23 +6,21 @@
 # writer holds; then it dies, and once its safe_mr-guardian has exited, the
 # cut.  The disk image must hold what the NIC wrote.  On every filesystem:
 #   kill:  SIGKILL;
+#   segv, exit, exec: the writer crashes (SIGSEGV), calls _exit, calls
+#          execve (rdma_write_file -D, on SIGUSR1 in the hold);
 #   off:   negative control, SAFE_MR_GUARDIAN=off, SIGKILL: the NIC's data
-#          died with the process, the image holds the old data;
-# and one more death each: SIGSEGV (ext4), _exit (xfs), execve (btrfs)
-# (all four on every filesystem on the host: tests/unit/test_guardian.c).
+#          died with the process, the image holds the old data.
 # The writers run side by side (TCG is slow to start each).
 . "$SAFE_MR_SRC/tests/vm/lib.sh"
 step=$1
 cases() { # fs name death guardian want
-	echo "ext4 guardian-kill KILL on new"
-	echo "ext4 guardian-segv segv on new"
-	echo "ext4 guardian-off KILL off old"
-	echo "xfs guardian-kill KILL on new"
-	echo "xfs guardian-exit exit on new"
-	echo "xfs guardian-off KILL off old"
-	echo "btrfs guardian-kill KILL on new"
-	echo "btrfs guardian-exec exec on new"
-	echo "btrfs guardian-off KILL off old"
+	for fs in ext4 xfs btrfs; do
+		echo "$fs guardian-kill KILL on new"
+		echo "$fs guardian-segv segv on new"
+		echo "$fs guardian-exit exit on new"
+		echo "$fs guardian-exec exec on new"
+		echo "$fs guardian-off KILL off old"
+	done
 }
 
 # The guardian watching pid $1 (its argv: safe_mr-guardian PID LEVEL).
