@@ -36,7 +36,6 @@
 #include <linux/fs.h>
 #include <spawn.h>
 #include <stdbool.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +57,9 @@
 #define munmap(a, l) safe_mr_munmap(a, l)
 #endif
 
-enum { EXIT_DATA = 1, EXIT_REG = 2, EXIT_SYNC = 3, EXIT_SETUP = 4 };
+#include "rc_loop.h"
+
+enum { EXIT_DATA = 1, EXIT_REG = 2, EXIT_SYNC = 3, EXIT_SETUP = RC_EXIT_SETUP };
 enum { PS = 4096, MARK_PAGE = 3 };
 
 extern char **environ;
@@ -69,131 +70,10 @@ static struct {
 	bool file_range, verify_only;
 } o = { .sync = "msync", .size = 1 << 20 };
 
-static struct ibv_context *ctx;
-static struct ibv_pd *pd;
-static struct ibv_cq *cq;
-static struct ibv_qp *tqp, *pqp;
-static union ibv_gid gid;
-static int gid_idx = -1;
-static enum ibv_mtu mtu;
-
-static void die(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("FAIL: ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	exit(code);
-}
+static struct rc_loop rc;
 
 static uint8_t nic_byte(size_t i) { return (uint8_t)(0x3c ^ (i * 29 + (i >> 12) * 11)); }
 static const char mark[] = "page three, written before the registration";
-
-/* ---- the RDMA part: two RC QPs on one device, connected to each other ---- */
-
-static void open_device(void)
-{
-	struct ibv_device **list = ibv_get_device_list(NULL);
-	struct ibv_port_attr pa;
-
-	if (list && list[0])
-		ctx = ibv_open_device(list[0]);
-	if (!ctx)
-		die(EXIT_SETUP, "cannot open an RDMA device");
-	ibv_free_device_list(list);
-	if (ibv_query_port(ctx, 1, &pa) || pa.state != IBV_PORT_ACTIVE)
-		die(EXIT_SETUP, "port 1 is not ACTIVE");
-	mtu = pa.active_mtu;
-	for (int i = 0; i < pa.gid_tbl_len; i++) {	/* RoCEv2 IPv4 GID */
-		static const uint8_t v4[12] = { [10] = 0xff, [11] = 0xff };
-		union ibv_gid g;
-
-		if (ibv_query_gid(ctx, 1, i, &g) || memcmp(g.raw, v4, 12))
-			continue;
-		if (gid_idx < 0 || (g.raw[12] == 127 && g.raw[15] == 1)) {
-			gid_idx = i;
-			gid = g;
-		}
-	}
-	if (gid_idx < 0)
-		die(EXIT_SETUP, "no IPv4 RoCE GID");
-	pd = ibv_alloc_pd(ctx);
-	cq = pd ? ibv_create_cq(ctx, 16, NULL, NULL, 0) : NULL;
-	if (!cq)
-		die(EXIT_SETUP, "ibv_alloc_pd/ibv_create_cq: %s", strerror(errno));
-}
-
-static struct ibv_qp *qp_create(void)
-{
-	struct ibv_qp_init_attr qa = {
-		.send_cq = cq, .recv_cq = cq, .qp_type = IBV_QPT_RC,
-		.cap = { .max_send_wr = 4, .max_recv_wr = 1, .max_send_sge = 1, .max_recv_sge = 1 },
-	};
-	struct ibv_qp *qp = ibv_create_qp(pd, &qa);
-
-	if (!qp)
-		die(EXIT_SETUP, "ibv_create_qp: %s", strerror(errno));
-	return qp;
-}
-
-static void qp_connect(struct ibv_qp *qp, uint32_t remote)
-{
-	struct ibv_qp_attr a = {
-		.qp_state = IBV_QPS_INIT, .port_num = 1,
-		.qp_access_flags = IBV_ACCESS_REMOTE_WRITE,
-	};
-
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
-			  IBV_QP_ACCESS_FLAGS))
-		die(EXIT_SETUP, "modify_qp INIT: %s", strerror(errno));
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR;
-	a.path_mtu = mtu;
-	a.dest_qp_num = remote;
-	a.max_dest_rd_atomic = 1;
-	a.min_rnr_timer = 12;
-	a.ah_attr.is_global = 1;
-	a.ah_attr.grh.dgid = gid;
-	a.ah_attr.grh.sgid_index = (uint8_t)gid_idx;
-	a.ah_attr.grh.hop_limit = 64;
-	a.ah_attr.port_num = 1;
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-			  IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
-		die(EXIT_SETUP, "modify_qp RTR: %s", strerror(errno));
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 14;
-	a.retry_cnt = 7;
-	a.rnr_retry = 7;
-	a.max_rd_atomic = 1;
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-			  IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC))
-		die(EXIT_SETUP, "modify_qp RTS: %s", strerror(errno));
-}
-
-/* RDMA WRITE from the peer QP; an RC completion means the data is placed. */
-static void nic_write(struct ibv_mr *lmr, void *src, size_t len, void *dst, uint32_t rkey)
-{
-	struct ibv_sge sge = { (uintptr_t)src, (uint32_t)len, lmr->lkey };
-	struct ibv_send_wr wr = { .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_WRITE,
-				  .send_flags = IBV_SEND_SIGNALED }, *bad;
-	struct ibv_wc wc;
-	int n;
-
-	wr.wr.rdma.remote_addr = (uintptr_t)dst;
-	wr.wr.rdma.rkey = rkey;
-	if ((n = ibv_post_send(pqp, &wr, &bad)))
-		die(EXIT_SETUP, "ibv_post_send: %s", strerror(n));
-	while ((n = ibv_poll_cq(cq, 1, &wc)) == 0)
-		;
-	if (n < 0 || wc.status != IBV_WC_SUCCESS)
-		die(EXIT_SETUP, "RDMA WRITE completion: %s",
-		    n < 0 ? "poll failed" : ibv_wc_status_str(wc.status));
-}
 
 /* ---- the file ---- */
 
@@ -352,7 +232,7 @@ static bool do_register(struct reg *r, int fd)
 
 #ifdef RESV_SAFE_MR_API
 	if (o.file_range) {
-		r->fr = safe_mr_file_reg(pd, fd, 0, o.size, acc);
+		r->fr = safe_mr_file_reg(rc.pd, fd, 0, o.size, acc);
 		if (r->fr) {
 			r->map = r->fr->addr;
 			r->mr = r->fr->mr;
@@ -361,7 +241,7 @@ static bool do_register(struct reg *r, int fd)
 	}
 #endif
 	(void)fd;
-	r->mr = ibv_reg_mr(pd, r->map, o.size, acc);
+	r->mr = ibv_reg_mr(rc.pd, r->map, o.size, acc);
 	return r->mr != NULL;
 }
 
@@ -435,17 +315,13 @@ int main(int argc, char **argv)
 		die(EXIT_SETUP, "-L needs the linked build");
 #endif
 
-	open_device();
-	tqp = qp_create();
-	pqp = qp_create();
-	qp_connect(tqp, pqp->qp_num);
-	qp_connect(pqp, tqp->qp_num);
+	rc_open(&rc, NULL);
 	pbuf = aligned_alloc(PS, o.size);
 	if (!pbuf)
 		die(EXIT_SETUP, "out of memory");
 	for (size_t i = 0; i < o.size; i++)
 		pbuf[i] = nic_byte(i);
-	pmr = ibv_reg_mr(pd, pbuf, o.size, IBV_ACCESS_LOCAL_WRITE);
+	pmr = ibv_reg_mr(rc.pd, pbuf, o.size, IBV_ACCESS_LOCAL_WRITE);
 	if (!pmr)
 		die(EXIT_SETUP, "ibv_reg_mr (peer buffer): %s", strerror(errno));
 
@@ -499,7 +375,7 @@ int main(int argc, char **argv)
 		die(EXIT_SETUP, "fill command failed: %s", o.fillcmd);
 	printf("RESULT filled free=%llu\n", free_bytes(o.path));
 
-	nic_write(pmr, pbuf, o.size, r.map, r.mr->rkey);
+	rc_write(&rc, pmr, pbuf, o.size, r.map, r.mr->rkey);
 	err = do_sync(&r, &gone);
 	printf("RESULT sync=%s errno=%d (%s)\n", o.sync, err, err ? strerror(err) : "-");
 	if (!strcmp(o.expect, "ok")) {
