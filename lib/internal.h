@@ -117,6 +117,9 @@ struct sm_hold;			/* = struct safe_mr_range */
  * after the kernel refused a read-only registration). */
 int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 		    const void *owner, struct sm_hold **out);
+/* Access bits with which the device may write the pages. */
+#define SM_WRITE_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | \
+			 IBV_ACCESS_REMOTE_ATOMIC)
 /* Or'ed into access: if nothing needed a shadow, *out is NULL (no hold to
  * track or release: the pass-through fast path). */
 #define SM_ACQUIRE_DROP_EMPTY (1u << 31)

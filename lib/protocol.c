@@ -9,8 +9,6 @@
 #include "protocol.h"
 #include "shadow.h"
 
-#define WRITE_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
-
 /* Holds of one registration: one per iovec that needed a shadow. */
 struct holds {
 	struct sm_hold **h;
@@ -158,7 +156,7 @@ int sm_register(const struct iovec *iov, size_t iovcnt, unsigned int access,
 	/* Read-only: file pages are pinned as they are, unless the kernel
 	 * refuses that (fsdax; on 6.1 read-only shared mappings; NICs that pin
 	 * everything writable): then shadow every file page, once more. */
-	if ((err == EFAULT || err == EOPNOTSUPP) && !(access & WRITE_ACCESS)) {
+	if ((err == EFAULT || err == EOPNOTSUPP) && !(access & SM_WRITE_ACCESS)) {
 		sm_debug("read-only registration refused (%s): retrying with a shadow",
 			 strerror(err));
 		err = attempt(&hs, iov, iovcnt, access, true, reg, arg, handle, cb_depth);

@@ -9,7 +9,6 @@
 #include "protocol.h"
 #include "shadow.h"
 
-#define WRITE_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
 #define ODP_RC_NEEDED (IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_RECV | IBV_ODP_SUPPORT_WRITE | \
 		       IBV_ODP_SUPPORT_READ | IBV_ODP_SUPPORT_ATOMIC)
 
@@ -111,7 +110,7 @@ static struct ibv_mr *safe_mr_reg_mr_iova2_body(struct ibv_pd *pd, void *addr, s
 		return NULL;
 	}
 	/* Read-only registrations too: see safe_mr_register (protocol.c). */
-	if (!(access & WRITE_ACCESS))
+	if (!(access & SM_WRITE_ACCESS))
 		return reg_shadowed(v, pd, addr, length, iova, access);
 	if (sm_cfg.mode == SM_MODE_AUTO && context_has_odp(pd->context)) {
 		int need = sm_needs_shadow(addr, length, access);

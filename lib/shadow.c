@@ -23,8 +23,6 @@ _Atomic size_t sm_nchunks;
 struct sm_chunk *sm_chunks;
 struct sm_hold *sm_holds;
 
-#define WRITE_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
-
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -725,7 +723,7 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 		    const void *owner, struct sm_hold **out)
 {
 	uintptr_t a = (uintptr_t)addr, s, e;
-	bool write = access & WRITE_ACCESS;
+	bool write = access & SM_WRITE_ACCESS;
 	bool drop_empty = access & SM_ACQUIRE_DROP_EMPTY;
 	struct sm_vma *v = NULL;
 	struct sm_hold *h;
@@ -872,7 +870,7 @@ void sm_hold_set_owner(struct sm_hold *h, const void *owner)
 int sm_needs_shadow(void *addr, size_t len, unsigned int access)
 {
 	uintptr_t a = (uintptr_t)addr, s, e;
-	bool write = access & WRITE_ACCESS;
+	bool write = access & SM_WRITE_ACCESS;
 	struct sm_vma *v = NULL;
 	size_t n = 0;
 	int err, need = 0;
