@@ -38,10 +38,11 @@ static const struct smfi_param params[] = {
 	  "Reserve the blocks a writable file range lacks at registration (ext4, xfs), "
 	  "so that writeback cannot fail with ENOSPC: auto or off. Same as SAFE_MR_RESERVE. "
 	  "(default: auto)" },
-	{ "guardian", "SAFE_MR_GUARDIAN", FI_PARAM_BOOL,
+	{ "guardian", "SAFE_MR_GUARDIAN", FI_PARAM_STRING,
 	  "Start a guardian process that writes the shadows back if the process dies "
-	  "without a sync point (SIGKILL, crash, _exit, exec). Same as SAFE_MR_GUARDIAN. "
-	  "(default: yes)" },
+	  "without a sync point (SIGKILL, crash, _exit): on, off, or require (a "
+	  "registration that would shadow fails with ESRCH where no guardian can "
+	  "protect the process). Same as SAFE_MR_GUARDIAN. (default: on)" },
 };
 
 static void export_param(const struct smfi_param *p)

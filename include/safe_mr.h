@@ -80,6 +80,19 @@ int safe_mr_munmap(void *addr, size_t length);
 void *safe_mr_mremap(void *old_address, size_t old_size, size_t new_size, int flags,
 		     void *new_address);
 
+/* ---- exec ----
+ *
+ * An exec ends the old image like exit: safe_mr_exec_prepare() writes every
+ * shadow back durably and tells the guardian the process is done, so that
+ * no late writeback of the old image's shadows lands after the new image
+ * wrote the file.  Returns 0 or an errno (the writeback failed: then the
+ * guardian writes the shadows after the exec, as after a crash).  If the
+ * exec fails, safe_mr_exec_failed() puts the shadows under a guardian again.
+ * The LD_PRELOAD library does both around every exec function; a program
+ * that links safe_mr calls them itself. */
+int safe_mr_exec_prepare(void);
+void safe_mr_exec_failed(void);
+
 /* ---- Range holds: shadow pages without registering them ----
  *
  * For registration paths that are not libibverbs (libfabric providers, other

@@ -19,7 +19,7 @@
 struct sm_config sm_cfg = {
 	.mode = SM_MODE_BOUNCE,
 	.reserve = true,
-	.guardian = true,
+	.guardian = SM_GUARD_ON,
 	.log_level = SM_LOG_WARN,
 };
 size_t sm_page_size = 4096;
@@ -132,7 +132,7 @@ static const struct {
 	[S_FLUSH_MS] = { "FLUSH_MS", "milliseconds, 0 to 3600000" },
 	[S_WRITEBACK] = { "WRITEBACK", "auto, io_uring, pwrite" },
 	[S_RESERVE] = { "RESERVE", "auto, off" },
-	[S_GUARDIAN] = { "GUARDIAN", "on, off (1, yes, true, 0, no, false)" },
+	[S_GUARDIAN] = { "GUARDIAN", "on, off, require (1, yes, true, 0, no, false)" },
 };
 static const int parse_order[S_COUNT] = { S_LOG, S_MODE, S_STATS, S_STATS_FILE,
 					  S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_GUARDIAN };
@@ -191,9 +191,12 @@ static int config_set(int which, const char *value)
 		sm_cfg.reserve = v == 1;
 		break;
 	case S_GUARDIAN:
-		if (parse_bool(value, &b))
+		if (!strcmp(value, "require"))
+			sm_cfg.guardian = SM_GUARD_REQUIRE;
+		else if (parse_bool(value, &b))
 			return EINVAL;
-		sm_cfg.guardian = b;
+		else
+			sm_cfg.guardian = b ? SM_GUARD_ON : SM_GUARD_OFF;
 		break;
 	default:
 		return EINVAL;

@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* Engine side of the guardian (guard.h): start it with the first shadow,
  * hand it the arena, the state and the files, mirror page state into the
- * state memfd.  Engine lock held throughout. */
+ * state memfd.  Engine lock held throughout.
+ *
+ * What survives what (README, "Process death"): the guardian outlives the
+ * process's death by any signal, _exit and a group SIGTERM (it ignores the
+ * job's stop signals); it does not outlive its PID namespace or a kill of
+ * its cgroup (the node service's job).  It is late, never dead, while its
+ * socket is open: a missing ack only makes the engine go on without it. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shadow.h"
@@ -25,12 +32,29 @@
 #define SMG_REL_GUARDIAN "safe_mr/safe_mr-guardian"
 #endif
 
+/* A guardian that dies while we live is replaced, this many times. */
+#define SMG_MAX_RESTARTS 8
+
 _Atomic uint64_t sm_guard_failures;
 
 static int sock = -1, state_fd = -1;
 static uint8_t *state;		/* SMG_SIZE bytes, MAP_SHARED */
 static bool off;		/* failed, cleaned or unusable in this process */
+static bool pid1_said;
 static uint32_t next_slot = 1;
+static unsigned int restarts;
+static uint64_t lost_seen;	/* smg_header.lost_fds already reported */
+
+/* Messages the guardian's queue could not take yet (it is late): sent in
+ * order before anything else.  A GM_FILE holds its own descriptor. */
+struct outmsg {
+	struct outmsg *next;
+	struct smg_msg m;
+	int fd;
+};
+static struct outmsg *out_head, **out_tail = &out_head;
+static unsigned int acks_owed;	/* sent messages whose ack has not come */
+static bool late_said;
 
 /* Chunk records: a bump index and a stack of freed ones. */
 static uint64_t tbl_next;
@@ -52,6 +76,11 @@ static void fail(const char *what, int err)
 	atomic_fetch_add(&sm_guard_failures, 1);
 	sm_error("no guardian for this process (%s: %s): shadowed data not yet synced is "
 		 "lost if it dies", what, strerror(err));
+}
+
+bool sm_guard_active(void)
+{
+	return sock >= 0;
 }
 
 /* <libdir>/safe_mr/ installed, next to the library in the build tree:
@@ -77,54 +106,192 @@ static int find_guardian(char *out, size_t n)
 	return ENOENT;
 }
 
-static int send_msg(uint32_t type, uint32_t slot, const int *fds, size_t nfds)
+/* One message, without waiting: 0, EAGAIN (the guardian's queue is full:
+ * it is late), or the socket's error. */
+static int send_now(const struct smg_msg *m, int fd)
 {
-	struct smg_msg m = { type, slot };
-	struct iovec iov = { &m, sizeof(m) };
+	struct iovec iov = { (void *)m, sizeof(*m) };
 	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} u;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (nfds) {
+	if (fd >= 0) {
 		struct cmsghdr *cm;
 
 		memset(&u, 0, sizeof(u));
 		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		mh.msg_controllen = CMSG_SPACE(sizeof(int));
 		cm = CMSG_FIRSTHDR(&mh);
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
-	while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+	while (sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		if (errno != EINTR)
 			return errno;
+	if (m->type == GM_FILE_GONE || m->type == GM_CLEAN)
+		acks_owed++;
 	return 0;
 }
 
-/* The guardian's ack: 0, or an errno (it is gone or stuck: we go on). */
-static int wait_ack(void)
+static void out_pop(void)
 {
-	struct pollfd p = { .fd = sock, .events = POLLIN };
-	char c;
-	int r;
+	struct outmsg *o = out_head;
 
-	do
-		r = poll(&p, 1, SMG_ACK_MS);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		return ETIMEDOUT;
-	do
-		r = (int)recv(sock, &c, 1, 0);
-	while (r < 0 && errno == EINTR);
-	return r == 1 && c == SMG_ACK ? 0 : r < 0 ? errno : EPIPE;
+	out_head = o->next;
+	if (!out_head)
+		out_tail = &out_head;
+	if (o->fd >= 0)
+		close(o->fd);
+	free(o);
+}
+
+static void out_clear(void)
+{
+	while (out_head)
+		out_pop();
+	acks_owed = 0;
+}
+
+static void guardian_died(int err);
+
+/* Send what waits, in order.  0, EAGAIN (still waiting), or EPIPE: the
+ * guardian is gone. */
+static int flush_out(void)
+{
+	while (out_head) {
+		int err = send_now(&out_head->m, out_head->fd);
+
+		if (err == EAGAIN)
+			return EAGAIN;
+		if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
+			guardian_died(err);
+			return EPIPE;
+		}
+		if (err) {
+			/* ENOMEM, ETOOMANYREFS...: this message is lost, the
+			 * guardian is not (a file it never gets stays unguarded). */
+			fail("a message to the guardian", err);
+		}
+		out_pop();
+	}
+	return 0;
+}
+
+/* Queue a message (with a copy of fd) and send what can be sent. */
+static int post(uint32_t type, uint32_t slot, int fd)
+{
+	struct outmsg *o;
+
+	if (!out_head) {
+		struct smg_msg m = { type, slot };
+		int err = send_now(&m, fd);
+
+		if (err == 0)
+			return 0;
+		if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
+			guardian_died(err);
+			return EPIPE;
+		}
+		if (err != EAGAIN) {
+			fail("a message to the guardian", err);
+			return err;
+		}
+	}
+	o = calloc(1, sizeof(*o));
+	if (!o) {
+		fail("queueing a message to the guardian", ENOMEM);
+		return ENOMEM;
+	}
+	o->m = (struct smg_msg){ type, slot };
+	o->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (fd >= 0 && o->fd < 0) {
+		free(o);
+		fail("queueing a file for the guardian", errno);
+		return EMFILE;
+	}
+	*out_tail = o;
+	out_tail = &o->next;
+	if (!late_said) {
+		late_said = true;
+		sm_warn("the guardian is late (stopped or starved?): messages wait for it; "
+			"the process goes on");
+	}
+	return flush_out() == EPIPE ? EPIPE : 0;
+}
+
+/* Acks that arrived: 0, or EPIPE (EOF: the guardian is gone). */
+static int take_acks(void)
+{
+	char buf[64];
+	ssize_t r;
+
+	while (acks_owed) {
+		r = recv(sock, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return errno == EAGAIN ? 0 : (guardian_died(errno), EPIPE);
+		if (r == 0) {
+			guardian_died(EPIPE);
+			return EPIPE;
+		}
+		/* SOCK_SEQPACKET: one ack per record. */
+		acks_owed--;
+	}
+	return 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Wait until everything sent is acked, at most SMG_ACK_MS (not at all
+ * while the guardian is known to be late): 0, ETIMEDOUT (late: we go on,
+ * it catches up), or EPIPE (gone). */
+static int wait_acks(void)
+{
+	int64_t end = now_ms() + (late_said ? 0 : SMG_ACK_MS);
+
+	for (;;) {
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+		int64_t left = end - now_ms();
+		int err;
+
+		if ((err = flush_out()) == EPIPE || (err = take_acks()))
+			return err;
+		if (!acks_owed && !out_head) {
+			if (late_said)
+				sm_info("the guardian caught up");
+			late_said = false;
+			return 0;
+		}
+		if (left <= 0)
+			break;
+		if (out_head)
+			p.events |= POLLOUT;
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			break;
+	}
+	if (!late_said) {
+		late_said = true;
+		sm_warn("the guardian has not answered for %d ms (stopped or starved?): going on; "
+			"it closes the process's files when it runs again (until then a umount of "
+			"their filesystem may find it busy)", SMG_ACK_MS);
+	}
+	return ETIMEDOUT;
 }
 
 static void drop_state(void)
 {
+	out_clear();
 	if (state)
 		sm_sys_munmap(state, SMG_SIZE);
 	state = NULL;
@@ -138,9 +305,10 @@ static void drop_state(void)
 	tbl_free = NULL;
 	ntbl_free = tbl_free_cap = 0;
 	tbl_next = 0;
+	lost_seen = 0;
 }
 
-/* The guardian went away under us, or never came. */
+/* The guardian never came, or cannot be used. */
 static void give_up(const char *what, int err)
 {
 	fail(what, err);
@@ -193,16 +361,38 @@ static int spawn(const char *path, int fd)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : ECHILD;
 }
 
+/* PID 1 of a PID namespace: when it dies the kernel kills every process
+ * in the namespace, a guardian too, and orphans (the guardian, by its
+ * double fork) are its children, which its wait() would see.  No guardian
+ * can help there: say so once, rather than promise it. */
+static bool pid1(void)
+{
+	if (getpid() != 1)
+		return false;
+	if (!pid1_said) {
+		pid1_said = true;
+		sm_warn("this process is PID 1 of its PID namespace: no guardian can outlive it, "
+			"so shadowed data not yet synced is lost if it dies (run it under an init "
+			"that stays, or with safe_mr's node service)");
+	}
+	return true;
+}
+
 static bool start(void)
 {
 	char path[PATH_MAX];
 	struct smg_header *h;
 	int sv[2], fds[2], err;
 
-	if (off || !sm_cfg.guardian)
+	if (off || sm_cfg.guardian == SM_GUARD_OFF)
 		return false;
 	if (sock >= 0)
 		return true;
+	if (pid1()) {
+		off = true;
+		atomic_fetch_add(&sm_guard_failures, 1);
+		return false;
+	}
 	err = find_guardian(path, sizeof(path));
 	if (err) {
 		give_up("safe_mr-guardian not found next to libsafe_mr.so", err);
@@ -236,7 +426,25 @@ static bool start(void)
 	}
 	fds[0] = sm_arena_fd();
 	fds[1] = state_fd;
-	err = send_msg(GM_INIT, 0, fds, 2);
+	{
+		struct smg_msg m = { GM_INIT, 0 };
+		struct iovec iov = { &m, sizeof(m) };
+		union {
+			char buf[CMSG_SPACE(2 * sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+				     .msg_controllen = sizeof(u.buf) };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+		/* The first message: the queue is empty, it cannot block. */
+		while ((err = sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? errno : 0) == EINTR)
+			;
+	}
 	if (err) {
 		give_up("handing over the arena", err);
 		return false;
@@ -285,28 +493,48 @@ static void pages_release(uint64_t at, uint64_t len)
 			  (off_t)(e - s));
 }
 
-void sm_guard_chunk_new(struct sm_chunk *c)
+/* Descriptors the guardian could not take: those files are unguarded. */
+static void check_lost(void)
+{
+	uint64_t lost = atomic_load(&((struct smg_header *)state)->lost_fds);
+
+	if (lost != lost_seen) {
+		atomic_fetch_add(&sm_guard_failures, lost - lost_seen);
+		sm_error("the guardian could not take %llu file descriptor(s) (its descriptor "
+			 "table is full): those files are not guarded",
+			 (unsigned long long)(lost - lost_seen));
+		lost_seen = lost;
+	}
+}
+
+/* The chunk's record, and its file for the guardian: false if c stays
+ * unguarded (no guardian, or it died meanwhile: then every chunk, c too,
+ * was handed to a new one). */
+static bool chunk_record(struct sm_chunk *c)
 {
 	struct sm_file *f = c->file;
 	struct smg_chunk *r;
 	uint32_t idx;
 	uint64_t pages;
 
-	c->guard = 0;
-	if (!start())
-		return;
 	if (f->writable && !f->guard_slot) {
-		int err = send_msg(GM_FILE, next_slot, &f->fd, 1);
+		uint32_t slot = next_slot++;
+		int err = post(GM_FILE, slot, f->fd);
 
-		if (err) {
-			give_up("handing over a file", err);
-			return;
-		}
-		f->guard_slot = next_slot++;
+		/* EPIPE: it died, and a new one took every linked chunk (f's
+		 * other chunks too, so f may have a slot now); c is not
+		 * linked yet: it goes to the new one here. */
+		if (err == EPIPE && !f->guard_slot && sock >= 0)
+			err = post(GM_FILE, slot = next_slot++, f->fd);
+		if (!f->guard_slot && err != EPIPE)
+			f->guard_slot = slot;	/* a lost message is counted */
 	}
+	if (sock < 0 || (f->writable && !f->guard_slot))
+		return false;
+	check_lost();
 	pages = (uint64_t)c->arena_off / sm_page_size;
 	if (pages + c->npages > SMG_PAGES_MAX || !tbl_alloc(&idx))
-		return;
+		return false;
 	memset(prec(pages), 0, c->npages * sizeof(struct smg_page));
 	r = rec(idx);
 	r->slot = f->writable ? f->guard_slot : 0;
@@ -316,6 +544,50 @@ void sm_guard_chunk_new(struct sm_chunk *c)
 	r->pages = pages;
 	atomic_store_explicit(&r->valid, 1, memory_order_release);
 	c->guard = idx + 1;
+	return true;
+}
+
+/* The guardian is gone while we live (killed, crashed: not late, its
+ * socket is closed): a new one gets every chunk and file. */
+static void guardian_died(int err)
+{
+	static bool in;
+
+	if (in)
+		return;		/* the new one died during its own hand-over */
+	in = true;
+	fail("the guardian died", err);
+	drop_state();
+	for (struct sm_chunk *c = sm_chunks; c; c = c->next) {
+		c->guard = 0;
+		c->file->guard_slot = 0;
+	}
+	if (++restarts > SMG_MAX_RESTARTS) {
+		sm_error("the guardian died %u times: no more guardians for this process",
+			 restarts - 1);
+		off = true;
+	} else if (start()) {
+		for (struct sm_chunk *c = sm_chunks; c && sock >= 0; c = c->next)
+			if (chunk_record(c))
+				sm_guard_pages(c, 0, c->npages);
+	}
+	in = false;
+}
+
+int sm_guard_required(void)
+{
+	if (sm_cfg.guardian != SM_GUARD_REQUIRE || start())
+		return 0;
+	sm_error("SAFE_MR_GUARDIAN=require: no guardian protects this process: registration "
+		 "refused");
+	return ESRCH;
+}
+
+void sm_guard_chunk_new(struct sm_chunk *c)
+{
+	c->guard = 0;
+	if (start())
+		chunk_record(c);
 }
 
 void sm_guard_chunk_gone(struct sm_chunk *c)
@@ -347,42 +619,50 @@ void sm_guard_pages(struct sm_chunk *c, size_t first, size_t n)
 
 void sm_guard_file_gone(struct sm_file *f)
 {
-	int err;
+	uint32_t slot = f->guard_slot;
 
-	if (f->guard_slot && sock >= 0) {
-		err = send_msg(GM_FILE_GONE, f->guard_slot, NULL, 0);
-		if (!err)
-			err = wait_ack();
-		if (err)
-			give_up("closing a file", err);
-	}
 	f->guard_slot = 0;
+	if (slot && sock >= 0 && post(GM_FILE_GONE, slot, -1) == 0)
+		wait_acks();
 }
 
 void sm_guard_clean(void)
 {
-	int err = 0;
-
-	if (sock >= 0) {
-		err = send_msg(GM_CLEAN, 0, NULL, 0);
-		if (!err)
-			err = wait_ack();
-	}
-	if (err)
-		sm_warn("the guardian did not take the clean exit (%s): it checks the shadows",
-			strerror(err));
+	if (sock >= 0 && post(GM_CLEAN, 0, -1) == 0 && wait_acks() == ETIMEDOUT && out_head)
+		sm_warn("the guardian did not take the clean word: it checks the shadows after "
+			"the process is gone (everything is durable: it writes nothing changed)");
 	drop_state();
-	/* The chunks still point into the state: no new guardian for them. */
+	/* The chunks still point into the state: no new guardian for them
+	 * (unless an exec fails: sm_guard_exec_failed). */
 	off = true;
+}
+
+void sm_guard_exec_failed(void)
+{
+	if (sm_cfg.guardian == SM_GUARD_OFF || pid1())
+		return;
+	off = false;
+	for (struct sm_chunk *c = sm_chunks; c; c = c->next) {
+		c->guard = 0;
+		c->file->guard_slot = 0;
+	}
+	if (sm_chunks && start())
+		for (struct sm_chunk *c = sm_chunks; c && sock >= 0; c = c->next)
+			if (chunk_record(c))
+				sm_guard_pages(c, 0, c->npages);
+}
+
+void sm_guard_unload(void)
+{
+	sm_guard_clean();
 }
 
 void sm_guard_forget(bool chunks_kept)
 {
 	/* Our copies only: close and munmap write nothing the parent's
-	 * guardian reads. */
-	if (state)
-		sm_sys_munmap(state, SMG_SIZE);
-	state = NULL;
+	 * guardian reads; the parent's queued messages are its own. */
 	drop_state();
 	off = chunks_kept;
+	restarts = 0;
+	late_said = false;
 }

@@ -39,6 +39,10 @@ struct smg_header {
 	uint32_t magic;
 	uint32_t page_size;
 	_Atomic uint64_t ntable;	/* chunk records ever used: the guardian's walk */
+	/* Written by the guardian: descriptors it could not receive (its
+	 * table was full: MSG_CTRUNC).  Those files are not guarded; the
+	 * engine reports it (sm_guard_failures, the log). */
+	_Atomic uint64_t lost_fds;
 };
 
 struct smg_chunk {
@@ -68,7 +72,14 @@ enum {
 };
 /* The guardian's ack (one byte) of GM_FILE_GONE and GM_CLEAN: when the
  * process has closed a file, the guardian holds it no more (a umount right
- * after does not find it busy). */
+ * after does not find it busy).
+ *
+ * A guardian that is late (stopped, frozen, swapped out, starved) is alive:
+ * the engine waits SMG_ACK_MS for an ack, then goes on and collects the
+ * ack later; it never closes the socket of a live guardian (the guardian
+ * would read that as the process's death).  Messages the guardian's queue
+ * cannot take yet wait in the engine's own queue, so a late guardian never
+ * blocks the application. */
 #define SMG_ACK 'k'
 #define SMG_ACK_MS 2000
 struct smg_msg {
@@ -85,16 +96,29 @@ struct sm_file;
  * hand it the file, create the record.  Never fails: without a guardian the
  * chunk is just not crash-proof (logged). */
 void sm_guard_chunk_new(struct sm_chunk *c);
+/* Before shadowing a page of a writable file: 0, or ESRCH where
+ * SAFE_MR_GUARDIAN=require and no guardian protects this process. */
+int sm_guard_required(void);
 void sm_guard_chunk_gone(struct sm_chunk *c);
 /* Pages [first, +n) of c changed hash, state or force. */
 void sm_guard_pages(struct sm_chunk *c, size_t first, size_t n);
 void sm_guard_file_gone(struct sm_file *f);
 /* The process's data is durable (exit sync succeeded): the guardian can go. */
 void sm_guard_clean(void);
+/* exec: the same as a clean exit (the new image must not meet a late
+ * writeback of the old one); and if the exec failed, guard again. */
+void sm_guard_exec_failed(void);
+/* Unload (dlclose) with nothing shadowed: the guardian goes, like a clean
+ * exit, and everything of ours is closed. */
+void sm_guard_unload(void);
 /* Fork child: forget the parent's guardian without touching its state. */
 void sm_guard_forget(bool chunks_kept);
-/* Guardian starts that failed (safe_mr-info, stats line). */
+/* Times this process was left unguarded, in whole or in part: starts that
+ * failed, a guardian that died, descriptors it could not take (the stats
+ * line, safe_mr-info). */
 extern _Atomic uint64_t sm_guard_failures;
+/* Is a guardian protecting this process now? */
+bool sm_guard_active(void);
 #endif
 
 #endif

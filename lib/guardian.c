@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -74,6 +75,18 @@ static void set_slot(uint32_t s, int fd)
 	slots[s] = fd;
 }
 
+static const uint8_t *state_map(void);
+
+static void lost_fd(void)
+{
+	const uint8_t *st = state_map();
+
+	say(0, "a file descriptor of the process could not be received (descriptor table "
+	    "full?): that file is not guarded");
+	if (st)
+		atomic_fetch_add(&((struct smg_header *)st)->lost_fds, 1);
+}
+
 static void ack(void)
 {
 	char c = SMG_ACK;
@@ -102,6 +115,10 @@ static int receive(bool *clean)
 	while (r < 0 && errno == EINTR);
 	if (r <= 0)
 		return 0;
+	/* A descriptor that did not fit our table: that file is not guarded.
+	 * Said here and counted in the state, where the engine reports it. */
+	if (mh.msg_flags & MSG_CTRUNC)
+		lost_fd();
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
 			nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -209,23 +226,35 @@ static void chunk_writeback(const struct smg_chunk *r, const struct smg_page *pg
 	}
 }
 
+/* The state, mapped once (writable: lost_fds is ours to count). */
+static const uint8_t *state_map(void)
+{
+	static uint8_t *st;
+	struct stat ss;
+
+	if (st || state_fd < 0 || fstat(state_fd, &ss) || (uint64_t)ss.st_size < SMG_SIZE)
+		return st;
+	st = mmap(NULL, SMG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, state_fd, 0);
+	if (st == MAP_FAILED) {
+		say(0, "cannot map the state: %s", strerror(errno));
+		st = NULL;
+	}
+	return st;
+}
+
 static int recover(void)
 {
-	struct stat as, ss;
+	struct stat as;
 	const struct smg_header *h;
 	const uint8_t *arena = NULL, *st;
 	struct tally t = { 0 };
 	uint64_t n;
 	size_t files = 0;
 
-	if (arena_fd < 0 || state_fd < 0 || fstat(arena_fd, &as) || fstat(state_fd, &ss) ||
-	    (uint64_t)ss.st_size < SMG_SIZE)
+	if (arena_fd < 0 || state_fd < 0 || fstat(arena_fd, &as))
 		return 0;	/* nothing was ever shadowed */
-	st = mmap(NULL, SMG_SIZE, PROT_READ, MAP_SHARED | MAP_NORESERVE, state_fd, 0);
-	if (st == MAP_FAILED) {
-		say(0, "cannot map the state: %s", strerror(errno));
+	if (!(st = state_map()))
 		return 1;
-	}
 	h = (const struct smg_header *)st;
 	if (h->magic != SMG_MAGIC || h->page_size < 4096 || (h->page_size & (h->page_size - 1))) {
 		say(0, "state from another version of safe_mr: nothing written");
@@ -286,12 +315,27 @@ int main(int argc, char **argv)
 	/* Hold no directory of the process's (a umount would find it busy). */
 	if (chdir("/"))
 		return 1;
-	/* The job's signals are not for us: we outlive the process. */
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGTSTP, SIG_IGN);
+	/* The job's signals are not for us: we outlive the process.  A stop
+	 * signals every process of the job or unit (slurmd, systemd's
+	 * KillMode=control-group: SIGTERM, then SIGKILL after a grace time),
+	 * and the grace time is when the shadows get written. */
+	{
+		static const int job[] = { SIGINT, SIGHUP, SIGQUIT, SIGTERM, SIGPIPE, SIGTSTP,
+					   SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGALRM, SIGXFSZ };
+
+		for (size_t i = 0; i < sizeof(job) / sizeof(job[0]); i++)
+			signal(job[i], SIG_IGN);
+	}
+	/* One descriptor per shadowed file of the process: as many as the
+	 * hard limit lets us hold. */
+	{
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	/* Not the application's child: its wait() must never see us. */
 	p = fork();
 	if (p < 0)

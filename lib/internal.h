@@ -18,6 +18,10 @@ enum sm_mode { SM_MODE_BOUNCE, SM_MODE_AUTO, SM_MODE_OFF };
 enum sm_log_level { SM_LOG_ERROR, SM_LOG_WARN, SM_LOG_INFO, SM_LOG_DEBUG };
 enum sm_wb_pref { SM_WB_PREF_AUTO, SM_WB_PREF_URING, SM_WB_PREF_PWRITE };
 
+/* SAFE_MR_GUARDIAN: require = a registration that would shadow a writable
+ * file fails (ESRCH) where no guardian can protect the process. */
+enum sm_guard_pref { SM_GUARD_OFF, SM_GUARD_ON, SM_GUARD_REQUIRE };
+
 struct sm_config {
 	enum sm_mode mode;		/* SAFE_MR_MODE=bounce|auto|off (bounce) */
 	enum sm_log_level log_level;	/* SAFE_MR_LOG=error|warn|info|debug (warn) */
@@ -25,7 +29,7 @@ struct sm_config {
 	unsigned int flush_ms;		/* SAFE_MR_FLUSH_MS=N (0: off) */
 	enum sm_wb_pref writeback;	/* SAFE_MR_WRITEBACK=auto|io_uring|pwrite */
 	bool reserve;			/* SAFE_MR_RESERVE=auto|off (auto) */
-	bool guardian;			/* SAFE_MR_GUARDIAN=on|off (on) */
+	enum sm_guard_pref guardian;	/* SAFE_MR_GUARDIAN=on|off|require (on) */
 };
 extern struct sm_config sm_cfg;
 /* Parse the environment once (thread-safe, idempotent). */
@@ -108,6 +112,8 @@ struct sm_wb_extent {
 	int err;
 };
 int sm_writeback(int fd, struct sm_wb_extent *ext, size_t n, unsigned int flags);
+/* Unload: this thread's io_uring and the ring key go. */
+void sm_wb_unload(void);
 
 /* ---- the shadow engine (shadow.c, range.c) ---- */
 struct sm_hold;			/* = struct safe_mr_range */

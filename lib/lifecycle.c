@@ -5,12 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "safe_mr.h"
 #include "shadow.h"
 #include "guard.h"
+#include "vma.h"
 
 void sm_stats_print(void);
+
+/* The process that owns the engine's state: a vfork child (no atfork
+ * handler ran) shares it, and must not end the parent's guardian. */
+static pid_t engine_pid;
 
 /* ---------------------------------------------------------------- flusher */
 
@@ -115,6 +121,7 @@ static void fork_parent(void)
  * and it never shares arena memory the parent will free and reuse. */
 static void fork_child(void)
 {
+	engine_pid = getpid();
 	/* The parent's guardian must see the parent's end, not ours. */
 	sm_guard_forget(!fork_locked);
 	if (!fork_locked)
@@ -159,7 +166,43 @@ static void fork_child(void)
 
 __attribute__((constructor)) static void lifecycle_ctor(void)
 {
+	engine_pid = getpid();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* ---------------------------------------------------------------- exec */
+
+/* exec ends the old image as exit does: what the shadows hold is written
+ * back and made durable, and the guardian is told, so that no late
+ * writeback of the old image lands after the new image wrote the file. */
+SM_EXPORT int safe_mr_exec_prepare(void)
+{
+	int err = 0;
+
+	if (getpid() != engine_pid)
+		return 0;
+	if (sm_reentered())
+		return EDEADLK;
+	if (atomic_load(&sm_nchunks))
+		err = safe_mr_sync_all(SAFE_MR_SYNC_DURABLE);
+	if (err) {
+		sm_error("exec: shadowed data could not be written back (%s): the guardian "
+			 "writes it after the exec", strerror(err));
+		return err;
+	}
+	sm_lock_take();
+	sm_guard_clean();
+	sm_lock_drop();
+	return 0;
+}
+
+SM_EXPORT void safe_mr_exec_failed(void)
+{
+	if (getpid() != engine_pid || sm_reentered())
+		return;
+	sm_lock_take();
+	sm_guard_exec_failed();
+	sm_lock_drop();
 }
 
 /* ------------------------------------------------------ exit and unload */
@@ -173,6 +216,26 @@ static void clean_exit(void)
 		return;
 	sm_lock_take();
 	sm_guard_clean();
+	sm_lock_drop();
+}
+
+/* Nothing shadowed, nothing held: give back everything the engine opened
+ * (the arena and its address-space window, /proc/self/maps, the scratch
+ * buffers, this thread's ring), so that dlopen/dlclose cycles accumulate
+ * nothing.  With shadows left (unload while registered) all of it stays:
+ * the application's pages are arena memory. */
+static void release_idle(void)
+{
+	if (sm_reentered())
+		return;
+	sm_lock_take();
+	if (!atomic_load(&sm_nchunks) && !sm_holds) {
+		sm_vma_reset();
+		sm_file_reset();
+		sm_arena_reset();
+		sm_scratch_free();
+		sm_wb_unload();
+	}
 	sm_lock_drop();
 }
 
@@ -192,6 +255,7 @@ __attribute__((destructor)) static void lifecycle_fini(void)
 	} else {
 		clean_exit();
 	}
+	release_idle();
 	sm_init();
 	if (sm_cfg.stats_at_exit)
 		sm_stats_print();

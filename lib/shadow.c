@@ -52,6 +52,13 @@ int sm_scratch(uint8_t **a, uint8_t **b)
 	return 0;
 }
 
+void sm_scratch_free(void)
+{
+	if (scratch)
+		sm_sys_munmap(scratch, 2 * SM_SLICE);
+	scratch = NULL;
+}
+
 static ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
 {
 	size_t done = 0;
@@ -258,6 +265,11 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	int err;
 
 	*out = NULL;
+	err = f->writable ? sm_guard_required() : 0;
+	if (err) {
+		sm_file_put(f);
+		return err;
+	}
 	c = calloc(1, sizeof(*c) + npages * sizeof(c->pg[0]));
 	if (!c) {
 		sm_file_put(f);

@@ -194,6 +194,7 @@ void sm_merge_page(uint8_t *live, const uint8_t *base, const uint8_t *theirs);
 #define SM_SLICE (1u << 20)
 #define SM_SLICE_PAGES (SM_SLICE / 4096u)
 int sm_scratch(uint8_t **a, uint8_t **b);
+void sm_scratch_free(void);	/* unload */
 /* Pages [first, +count) of c are finished with: free their memory. */
 void sm_pages_gone(struct sm_chunk *c, size_t first, size_t count);
 void sm_chunk_free(struct sm_chunk *c);

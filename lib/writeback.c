@@ -330,6 +330,18 @@ static void ring_drop(void)
 	ring_free(r);
 }
 
+/* Unload: this thread's ring, and the key (whose destructor is our code).
+ * Rings of other threads stay until they exit (unreachable now). */
+void sm_wb_unload(void)
+{
+	static pthread_once_t never = PTHREAD_ONCE_INIT;
+
+	if (memcmp(&ring_once, &never, sizeof(never)) == 0)
+		return;
+	ring_drop();
+	pthread_key_delete(ring_key);
+}
+
 static struct io_uring *ring_get(void)
 {
 	unsigned int gen = atomic_load(&fork_gen);
