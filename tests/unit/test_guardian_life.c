@@ -1,0 +1,468 @@
+/* SPDX-License-Identifier: MIT */
+/* The guardian (lib/guard.h) when it is late, signalled with the job, or
+ * cannot help:
+ *
+ *  late_not_dead    stopped (SIGSTOP: a frozen cgroup, a suspended job)
+ *                   while files are deregistered and another file takes
+ *                   their arena pages: it is late, not dead.  0.2.0 closed
+ *                   its socket after a 2 s ack timeout, and the guardian
+ *                   then wrote the arena (another file's shadow) into a
+ *                   file deregistered cleanly before.
+ *  late_many_files  stopped while the process shadows 40 new files: the
+ *                   process must not block (0.2.0 blocked in sendmsg once
+ *                   the guardian's queue was full, engine lock held).
+ *  group_sigterm    a stop that signals every process of the job (SIGTERM
+ *                   to the guardian too, then to the process): the shadows
+ *                   still reach the file.
+ *  pid1             the process is PID 1 of its PID namespace: no guardian
+ *                   can outlive it; none is started (its wait() must not
+ *                   see one) and it says so; with SAFE_MR_GUARDIAN=require
+ *                   the registration fails with ESRCH.
+ *  lost_fds         the guardian's descriptor table is full: the files it
+ *                   could not take are reported, not dropped in silence.
+ *
+ * The test process is a child subreaper: the guardian (an orphan by its
+ * double fork) is reparented to it, so the test can signal and reap it. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tutil.h"
+
+static bool require_mode(void)
+{
+	const char *g = getenv("SAFE_MR_GUARDIAN");
+
+	return g && !strcmp(g, "require");
+}
+
+/* Our children named safe_mr-guardian (orphans reparented to us). */
+static pid_t find_guardian(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d))) {
+		char f[300], buf[512], *rp;
+		int ppid;
+		FILE *fp;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(f, sizeof(f), "/proc/%s/stat", e->d_name);
+		if (!(fp = fopen(f, "r")))
+			continue;
+		buf[0] = 0;
+		if (!fgets(buf, sizeof(buf), fp))
+			buf[0] = 0;
+		fclose(fp);
+		rp = strrchr(buf, ')');
+		if (strstr(buf, "(safe_mr-guardia") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
+		    ppid == getpid())
+			found = atoi(e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+static pid_t wait_guardian(void)
+{
+	pid_t g = 0;
+
+	for (int i = 0; i < 500 && !(g = find_guardian()); i++)
+		usleep(10000);
+	ck_assert_msg(g > 0, "no guardian running for the target");
+	return g;
+}
+
+/* The guardian's exit status once it is gone (within 30 s), or -1. */
+static int reap(pid_t g)
+{
+	int st;
+
+	for (int i = 0; i < 3000; i++) {
+		pid_t w = waitpid(g, &st, WNOHANG);
+
+		if (w == g)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (w < 0)
+			return -1;
+		usleep(10000);
+	}
+	return -1;
+}
+
+static void say(int fd, char c)
+{
+	ck_assert_int_eq(write(fd, &c, 1), 1);
+}
+
+static void hear(int fd, char want)
+{
+	char c = 0;
+
+	ck_assert_int_eq(read(fd, &c, 1), 1);
+	ck_assert_int_eq(c, want);
+}
+
+/* A file of n pages mapped, registered and shadowed (in the target). */
+struct reg {
+	char path[600];
+	int fd;
+	uint8_t *p;
+	struct ibv_mr *mr;
+};
+
+static void reg_file(struct reg *r, size_t pages, unsigned int seed)
+{
+	r->fd = tu_file(pages * ps, seed, r->path, sizeof(r->path));
+	if (r->fd < 0)
+		_exit(80);
+	r->p = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+	r->mr = r->p == MAP_FAILED ? NULL : safe_mr_reg_mr(tu_pd, r->p, pages * ps, RW);
+	if (!r->mr || !tu_shadowed(r->p))
+		_exit(81);
+}
+
+static void nic_fill(struct reg *r, size_t pages, char c)
+{
+	char buf[4096];
+
+	memset(buf, c, sizeof(buf));
+	for (size_t i = 0; i < pages; i++)
+		if (fake_nic_write(r->mr, i * ps, buf, ps < sizeof(buf) ? ps : sizeof(buf)))
+			_exit(82);
+}
+
+static void assert_filled(const char *path, size_t pages, char c)
+{
+	char want[4096];
+
+	memset(want, c, sizeof(want));
+	for (size_t i = 0; i < pages; i++)
+		tu_assert_file(path, (off_t)(i * ps), want, ps < sizeof(want) ? ps : sizeof(want));
+}
+
+/* Fork a target running fn(up, down): it talks to us over two pipes. */
+static pid_t target(void (*fn)(int up, int down), int *up, int *down)
+{
+	int u[2], d[2];
+	pid_t t;
+
+	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	ck_assert_int_eq(pipe2(u, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(d, O_CLOEXEC), 0);
+	t = fork();
+	ck_assert_int_ge(t, 0);
+	if (t == 0) {
+		close(u[0]);
+		close(d[1]);
+		/* Check's own SIGTERM handler would signal the test's group. */
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		alarm(60);
+		fn(u[1], d[0]);
+		_exit(0);
+	}
+	close(u[1]);
+	close(d[0]);
+	*up = u[0];
+	*down = d[1];
+	return t;
+}
+
+static int target_status(pid_t t)
+{
+	int st;
+
+	ck_assert_int_eq(waitpid(t, &st, 0), t);
+	return st;
+}
+
+/* ------------------------------------------------------------ late_not_dead */
+
+static struct reg la, lb, lc;
+
+static void late_target(int up, int down)
+{
+	reg_file(&la, 4, 51);
+	reg_file(&lb, 1, 52);
+	say(up, 'r');		/* the test stops the guardian */
+	hear(down, 'g');
+	if (safe_mr_dereg_mr(lb.mr))	/* its ack cannot come */
+		_exit(83);
+	nic_fill(&la, 4, 'A');
+	if (safe_mr_dereg_mr(la.mr))	/* written back: A is clean */
+		_exit(84);
+	/* C takes the arena pages A gave back. */
+	reg_file(&lc, 4, 53);
+	nic_fill(&lc, 4, 'C');
+	say(up, 'c');		/* the test lets the guardian run again */
+	hear(down, 'x');
+	exit(0);		/* the exit sync point: C is written, clean word */
+}
+
+START_TEST(late_not_dead)
+{
+	int up, down, st;
+	pid_t t = target(late_target, &up, &down), g;
+
+	hear(up, 'r');
+	g = wait_guardian();
+	ck_assert_int_eq(kill(g, SIGSTOP), 0);
+	say(down, 'g');
+	hear(up, 'c');
+	ck_assert_int_eq(kill(g, SIGCONT), 0);
+	usleep(200000);		/* whatever it does with what it read, it does now */
+	say(down, 'x');
+	st = target_status(t);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "target status %#x", st);
+	ck_assert_int_eq(reap(g), 0);	/* a clean exit: it wrote nothing */
+	/* tu_file's names: seed, the target's pid, its count of files. */
+	snprintf(la.path, sizeof(la.path), "%s/file51-%d-0", tu_dir, (int)t);
+	snprintf(lb.path, sizeof(lb.path), "%s/file52-%d-1", tu_dir, (int)t);
+	snprintf(lc.path, sizeof(lc.path), "%s/file53-%d-2", tu_dir, (int)t);
+	assert_filled(la.path, 4, 'A');
+	assert_filled(lc.path, 4, 'C');
+	tu_assert_file_pattern(lb.path, 0, ps, 52);
+}
+END_TEST
+
+/* ---------------------------------------------------------- late_many_files */
+
+#define MANY 40
+
+static void many_target(int up, int down)
+{
+	static struct reg r[MANY];
+
+	reg_file(&r[0], 1, 60);
+	say(up, 'r');
+	hear(down, 'g');
+	/* alarm(60) in target(): a registration that blocks fails the test. */
+	alarm(20);
+	for (int i = 1; i < MANY; i++) {
+		reg_file(&r[i], 1, 60 + (unsigned)i);
+		nic_fill(&r[i], 1, (char)('a' + i % 26));
+	}
+	for (int i = 1; i < MANY / 2; i++)
+		if (safe_mr_dereg_mr(r[i].mr))
+			_exit(85);
+	alarm(0);
+	say(up, 'd');
+	hear(down, 'k');
+	for (;;)
+		pause();	/* killed: the guardian writes the rest */
+}
+
+START_TEST(late_many_files)
+{
+	int up, down, st;
+	pid_t t = target(many_target, &up, &down), g;
+	char c = 0;
+
+	hear(up, 'r');
+	g = wait_guardian();
+	ck_assert_int_eq(kill(g, SIGSTOP), 0);
+	say(down, 'g');
+	ck_assert_int_eq(read(up, &c, 1), 1);
+	ck_assert_msg(c == 'd', "the process blocked on a stopped guardian");
+	ck_assert_int_eq(kill(g, SIGCONT), 0);
+	say(down, 'k');
+	ck_assert_int_eq(kill(t, SIGKILL), 0);
+	st = target_status(t);
+	ck_assert(WIFSIGNALED(st));
+	/* It caught up with every message, then wrote what was left. */
+	ck_assert_int_eq(reap(g), 3);
+	for (int i = 1; i < MANY; i++) {
+		char path[600], want = (char)('a' + i % 26);
+		int fd;
+
+		/* tu_file's names: seed, the target's pid, its count of files
+		 * (the target made them all; we made none before the fork). */
+		snprintf(path, sizeof(path), "%s/file%u-%d-%d", tu_dir, 60 + (unsigned)i, (int)t, i);
+		fd = open(path, O_RDONLY);
+		ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+		close(fd);
+		assert_filled(path, 1, want);
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------------ group_sigterm */
+
+static struct reg gt;
+
+static void term_target(int up, int down)
+{
+	reg_file(&gt, 2, 70);
+	nic_fill(&gt, 2, 'T');
+	say(up, 'r');
+	hear(down, 'x');
+	for (;;)
+		pause();
+}
+
+START_TEST(group_sigterm)
+{
+	int up, down, st;
+	pid_t t = target(term_target, &up, &down), g;
+
+	hear(up, 'r');
+	g = wait_guardian();
+	/* As slurmd or systemd stop a job: every process gets SIGTERM (the
+	 * guardian first here, so that a guardian that dies of it is seen). */
+	ck_assert_int_eq(kill(g, SIGTERM), 0);
+	usleep(100000);
+	ck_assert_int_eq(kill(t, SIGTERM), 0);
+	st = target_status(t);
+	ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+	ck_assert_int_eq(reap(g), 3);
+	snprintf(gt.path, sizeof(gt.path), "%s/file70-%d-0", tu_dir, (int)t);
+	assert_filled(gt.path, 2, 'T');
+}
+END_TEST
+
+/* --------------------------------------------------------------------- pid1 */
+
+/* As PID 1 of a new PID namespace: register; report over `up` whether it
+ * succeeded (errno), whether our wait() sees a child, and our stderr. */
+static void pid1_target(int up, int down)
+{
+	int err = 0, w;
+	struct reg r;
+
+	(void)down;
+	r.fd = tu_file(2 * ps, 75, r.path, sizeof(r.path));
+	r.p = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd, 0);
+	if (r.p == MAP_FAILED)
+		_exit(86);
+	r.mr = safe_mr_reg_mr(tu_pd, r.p, 2 * ps, RW);
+	if (!r.mr)
+		err = errno;
+	usleep(100000);		/* a guardian's double fork would be done */
+	w = waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD;
+	if (write(up, &err, sizeof(err)) != sizeof(err) || write(up, &w, sizeof(w)) != sizeof(w))
+		_exit(87);
+	if (r.mr && safe_mr_dereg_mr(r.mr))
+		_exit(88);
+	_exit(0);
+}
+
+START_TEST(pid1)
+{
+	int up[2], errp[2], st, err = -1, nochild = 0;
+	char log[4096] = "";
+	ssize_t n, got = 0;
+	pid_t t;
+
+	if (unshare(CLONE_NEWPID)) {
+		ck_assert_msg(errno == EPERM, "unshare: %s", strerror(errno));
+		fprintf(stderr, "pid1: no CLONE_NEWPID here (not root): not run\n");
+		ck_assert_int_ne(tu_require_root("a PID namespace", "false"), 1);
+		return;
+	}
+	ck_assert_int_eq(pipe2(up, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(errp, O_CLOEXEC), 0);
+	t = fork();
+	ck_assert_int_ge(t, 0);
+	if (t == 0) {
+		if (getpid() != 1)
+			_exit(89);
+		dup2(errp[1], STDERR_FILENO);
+		close(up[0]);
+		pid1_target(up[1], -1);
+	}
+	close(up[1]);
+	close(errp[1]);
+	ck_assert_int_eq(read(up[0], &err, sizeof(err)), sizeof(err));
+	ck_assert_int_eq(read(up[0], &nochild, sizeof(nochild)), sizeof(nochild));
+	while (got < (ssize_t)sizeof(log) - 1 &&
+	       (n = read(errp[0], log + got, sizeof(log) - 1 - (size_t)got)) > 0)
+		got += n;
+	log[got] = 0;
+	st = target_status(t);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "target status %#x", st);
+	ck_assert_msg(nochild, "PID 1's wait() sees a child: a guardian was started");
+	ck_assert_msg(strstr(log, "PID 1 of its PID namespace"), "not said: %s", log);
+	if (require_mode())
+		ck_assert_int_eq(err, ESRCH);
+	else
+		ck_assert_int_eq(err, 0);
+}
+END_TEST
+
+/* ----------------------------------------------------------------- lost_fds */
+
+#define LOST 24
+
+static void lost_target(int up, int down)
+{
+	static struct reg r[LOST];
+
+	reg_file(&r[0], 1, 80);
+	say(up, 'r');
+	hear(down, 'g');	/* the guardian's descriptor table is small now */
+	for (int i = 1; i < LOST; i++)
+		reg_file(&r[i], 1, 80 + (unsigned)i);
+	exit(0);
+}
+
+START_TEST(lost_fds)
+{
+	int up, down, st, errp[2];
+	struct rlimit small = { 8, 8 };
+	char log[16384] = "";
+	ssize_t n, got = 0;
+	pid_t t, g;
+	int saved = dup(STDERR_FILENO);
+
+	ck_assert_int_eq(pipe2(errp, O_CLOEXEC), 0);
+	dup2(errp[1], STDERR_FILENO);	/* the target's stderr */
+	t = target(lost_target, &up, &down);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(errp[1]);
+	hear(up, 'r');
+	g = wait_guardian();
+	ck_assert_int_eq(prlimit(g, RLIMIT_NOFILE, &small, NULL), 0);
+	say(down, 'g');
+	st = target_status(t);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "target status %#x", st);
+	ck_assert_int_eq(reap(g), 0);
+	while (got < (ssize_t)sizeof(log) - 1 &&
+	       (n = read(errp[0], log + got, sizeof(log) - 1 - (size_t)got)) > 0)
+		got += n;
+	log[got] = 0;
+	ck_assert_msg(strstr(log, "could not take"), "lost descriptors not reported: %s", log);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("guardian_life");
+	TCase *tc = tu_tcase("guardian_life");
+
+	tcase_set_timeout(tc, 90);
+	if (!require_mode()) {
+		tcase_add_test(tc, late_not_dead);
+		tcase_add_test(tc, late_many_files);
+		tcase_add_test(tc, group_sigterm);
+		tcase_add_test(tc, lost_fds);
+	}
+	tcase_add_test(tc, pid1);
+	suite_add_tcase(s, tc);
+	return tu_run(s);
+}
