@@ -13,8 +13,10 @@
  *    (argv[2] "regfail", FAKE_VERBS_FAIL_REG=1) when the NIC registration
  *    after a successful reservation fails.
  * argv[1]: ext4, xfs or btrfs.  Needs root and loop devices. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,15 +27,153 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tutil.h"
 
 #define NP 64
+#define HOOK __attribute__((visibility("default")))
 
 static const char *fstype;
 static bool regfail;
 static char mnt[700], filler[800];
+
+/* ---- interposed calls (libsafe_mr.so reaches libc through its PLT) ----
+ * fallocate64 and FIEMAP: count the library's allocations and punches, and
+ * force another writer in between when armed.  fstatfs64: claim room that
+ * is not there (a race the free-space check cannot see). */
+static unsigned allocs, punches;
+static bool armed;		/* the other writer writes at the next FIEMAP or punch */
+static bool fired;		/* ... and it did */
+static bool fake_room;
+
+static void other_write(void);
+
+static void interleave(void)
+{
+	if (armed) {
+		armed = false;
+		other_write();
+		fired = true;
+	}
+}
+
+HOOK int fallocate64(int fd, int mode, off64_t off, off64_t len)
+{
+	static int (*real)(int, int, off64_t, off64_t);
+
+	if (!real)
+		real = (int (*)(int, int, off64_t, off64_t))dlsym(RTLD_NEXT, "fallocate64");
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
+		punches++;
+		interleave();
+	} else {
+		allocs++;
+	}
+	return real(fd, mode, off, len);
+}
+
+HOOK int ioctl(int fd, unsigned long req, ...)
+{
+	static int (*real)(int, unsigned long, ...);
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (!real)
+		real = (int (*)(int, unsigned long, ...))dlsym(RTLD_NEXT, "ioctl");
+	if (req == FS_IOC_FIEMAP)
+		interleave();
+	return real(fd, req, arg);
+}
+
+HOOK int fstatfs64(int fd, struct statfs64 *buf)
+{
+	static int (*real)(int, struct statfs64 *);
+	int r;
+
+	if (!real)
+		real = (int (*)(int, struct statfs64 *))dlsym(RTLD_NEXT, "fstatfs64");
+	r = real(fd, buf);
+	if (!r && fake_room)
+		buf->f_bavail = buf->f_bfree = buf->f_blocks;
+	return r;
+}
+
+/* The other writer: a process of its own with its own descriptor, which
+ * writes OTHER at OTHER_OFF when asked. */
+#define OTHER "the other process wrote this"
+#define OTHER_OFF ((off_t)(20 * ps + 100))	/* in a hole of sparse_file */
+static int wr_cmd = -1, wr_ack = -1;
+static pid_t wr_pid;
+
+static void writer_start(const char *path)
+{
+	int c[2], a[2];
+
+	ck_assert_int_eq(pipe(c), 0);
+	ck_assert_int_eq(pipe(a), 0);
+	wr_pid = fork();
+	ck_assert_int_ge(wr_pid, 0);
+	if (!wr_pid) {
+		int fd = open(path, O_RDWR);
+		char x;
+
+		close(c[1]);
+		close(a[0]);
+		while (read(c[0], &x, 1) == 1) {
+			x = pwrite(fd, OTHER, strlen(OTHER), OTHER_OFF) == (ssize_t)strlen(OTHER);
+			if (write(a[1], &x, 1) != 1)
+				break;
+		}
+		_exit(0);
+	}
+	close(c[0]);
+	close(a[1]);
+	wr_cmd = c[1];
+	wr_ack = a[0];
+}
+
+static void other_write(void)
+{
+	char x = 'w';
+
+	ck_assert_int_eq(write(wr_cmd, &x, 1), 1);
+	ck_assert_int_eq(read(wr_ack, &x, 1), 1);
+	ck_assert_msg(x == 1, "the other writer's pwrite failed");
+}
+
+static void writer_stop(void)
+{
+	int status;
+
+	close(wr_cmd);
+	close(wr_ack);
+	ck_assert_int_eq(waitpid(wr_pid, &status, 0), wr_pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Bytes [off, +len) of the file as the disk has them (O_DIRECT: the page
+ * cache is written first, then read from the device). */
+static void assert_on_disk(const char *path, off_t off, const void *want, size_t len)
+{
+	off_t page = off & ~(off_t)(ps - 1);
+	void *buf;
+	int fd = open(path, O_RDONLY | O_DIRECT);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(posix_memalign(&buf, ps, ps), 0);
+	ck_assert_int_eq(pread(fd, buf, ps, page), (ssize_t)ps);
+	ck_assert_msg(!memcmp((char *)buf + (off - page), want, len),
+		      "%s: bytes at %lld are not what the other process wrote", fstype,
+		      (long long)off);
+	free(buf);
+	close(fd);
+}
 
 static void sh(const char *cmd)
 {
@@ -382,6 +522,91 @@ START_TEST(nic_fails)
 }
 END_TEST
 
+/* Issue 16 (2): registration B of the same pages, made while A is shadowed
+ * (inside A's registration callback), finds them shadowed and reserves
+ * nothing of its own; A's registration then fails.  B's range must keep its
+ * blocks: a filesystem filled afterwards cannot fail B's writeback. */
+static struct ibv_mr *b_mr;
+
+static int reg_b_then_fail(void *arg, void **handle)
+{
+	(void)handle;
+	b_mr = safe_mr_reg_mr(tu_pd, arg, NP * ps, RW);
+	return ENOMEM;
+}
+
+START_TEST(shared_pages)
+{
+	char path[800];
+	struct iovec iov;
+	uint8_t *p;
+	void *h;
+	int fd;
+
+	if (!strcmp(fstype, "btrfs"))
+		return;	/* nothing reserved there */
+	make_fs();
+	fd = sparse_file(path);
+	p = tu_map(fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	iov = (struct iovec){ p, NP * ps };
+	ck_assert_int_eq(safe_mr_register(&iov, 1, RW, reg_b_then_fail, p, &h, NULL), ENOMEM);
+	ck_assert_msg(b_mr != NULL, "registration B: %s", strerror(errno));
+	ck_assert(tu_shadowed(p));	/* B holds the pages */
+	fill(0);
+	nic_all(b_mr);
+	ck_assert_int_eq(safe_mr_dereg_mr(b_mr), 0);
+	assert_all(path);
+	munmap(p, NP * ps);
+	close(fd);
+}
+END_TEST
+
+/* Issue 16 (3): another process writes into the reserved range while the
+ * failed registration is being undone (forced: at the library's first FIEMAP
+ * or punch after the NIC registration failed, or right after the failure if
+ * the undo makes neither).  Its bytes must reach the disk, and the undo must
+ * not punch. */
+static int reg_fails_armed(void *arg, void **handle)
+{
+	(void)arg;
+	(void)handle;
+	punches = 0;
+	armed = true;
+	return ENOMEM;
+}
+
+START_TEST(other_writer)
+{
+	char path[800];
+	struct iovec iov;
+	struct alloc was;
+	uint8_t *p;
+	void *h;
+	int fd;
+
+	if (!strcmp(fstype, "btrfs"))
+		return;	/* nothing reserved there */
+	make_fs();
+	fd = sparse_file(path);
+	p = tu_map(fd, NP * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	writer_start(path);
+	was = alloc_of(fd);
+	iov = (struct iovec){ p, NP * ps };
+	ck_assert_int_eq(safe_mr_register(&iov, 1, RW, reg_fails_armed, NULL, &h, NULL), ENOMEM);
+	if (!fired)
+		interleave();
+	writer_stop();
+	ck_assert(!tu_shadowed(p));
+	assert_on_disk(path, OTHER_OFF, OTHER, strlen(OTHER));
+	ck_assert_mem_eq(p + OTHER_OFF, OTHER, strlen(OTHER));
+	ck_assert_int_eq(tu_file_size(path), was.size);
+	tu_assert_file(path, 10 * ps, "written", 7);
+	ck_assert_msg(punches == 0, "the undo punched %u times", punches);
+	munmap(p, NP * ps);
+	close(fd);
+}
+END_TEST
+
 static void cleanup(void)
 {
 	if (mnt[0])
@@ -418,6 +643,8 @@ int main(int argc, char **argv)
 		tcase_add_test(tc, two_files);
 		tcase_add_test(tc, range_api);
 		tcase_add_test(tc, protocol_doors);
+		tcase_add_test(tc, shared_pages);
+		tcase_add_test(tc, other_writer);
 	}
 	suite_add_tcase(s, tc);
 	return tu_run(s);
