@@ -50,24 +50,15 @@ void sm_file_reset(void);
 
 /* Reserve the blocks [off, +len) lacks (below EOF) where that guarantees
  * later writes (ext4, xfs) and SAFE_MR_RESERVE allows: 0, ENOSPC or
- * EDQUOT (other failures: no promise, 0).  The holes filled are added to
- * log; a failed call has released its own already.  A registration that
- * fails later calls sm_reserve_undo (punch again what was logged after
- * mark), and sm_reserve_done frees the log.  *fdp must stay valid until
- * then. */
-struct sm_resv_gap {
-	const int *fdp;
-	off_t off, len;
-};
-struct sm_resv {
-	size_t n, cap;
-	struct sm_resv_gap *gap;
-};
+ * EDQUOT (other failures: no promise, 0).  Holes larger than the free
+ * space are refused before anything is allocated.  Nothing reserved is
+ * given back, also when the call or the registration fails: *reserved
+ * counts the bytes allocated, for sm_reserve_kept to report. */
 bool sm_reserve_applies(long fs_magic);
-int sm_reserve(const int *fdp, long fs_magic, off_t off, size_t len, struct sm_resv *log);
-int sm_reserve_fd(const int *fdp, off_t off, size_t len, struct sm_resv *log);	/* fstatfs first */
-void sm_reserve_undo(struct sm_resv *log, size_t mark);
-void sm_reserve_done(struct sm_resv *log);
+int sm_reserve(int fd, long fs_magic, off_t off, size_t len, size_t *reserved);
+int sm_reserve_fd(int fd, off_t off, size_t len, size_t *reserved);	/* fstatfs first */
+/* A registration failed after reserving `reserved` bytes: say so (info). */
+void sm_reserve_kept(size_t reserved);
 
 /* The shadow arena: one memfd for all shadow memory of the process. */
 int sm_arena_alloc(size_t len, off_t *off);

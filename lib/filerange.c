@@ -139,7 +139,7 @@ SM_EXPORT struct safe_mr_file_region *safe_mr_file_reg(struct ibv_pd *pd, int fd
 						       size_t length, unsigned int access)
 {
 	const struct sm_verbs *v;
-	struct sm_resv resv = { 0 };
+	size_t reserved = 0;
 	struct fr_region *fr;
 	off_t end;
 	size_t got;
@@ -164,9 +164,9 @@ SM_EXPORT struct safe_mr_file_region *safe_mr_file_reg(struct ibv_pd *pd, int fd
 		return NULL;
 	/* Writes will come: blocks reserved now (SAFE_MR_RESERVE). */
 	if (access & (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)) {
-		err = sm_reserve_fd(&fd, offset, length, &resv);
+		err = sm_reserve_fd(fd, offset, length, &reserved);
 		if (err) {
-			sm_reserve_done(&resv);
+			sm_reserve_kept(reserved);
 			free(fr);
 			errno = err;
 			return NULL;
@@ -175,8 +175,7 @@ SM_EXPORT struct safe_mr_file_region *safe_mr_file_reg(struct ibv_pd *pd, int fd
 	fr->wfd = fd;
 	err = own_descriptor(fd, &fr->wfd);
 	if (err) {
-		sm_reserve_undo(&resv, 0);
-		sm_reserve_done(&resv);
+		sm_reserve_kept(reserved);
 		free(fr);
 		errno = err;
 		return NULL;
@@ -212,12 +211,10 @@ SM_EXPORT struct safe_mr_file_region *safe_mr_file_reg(struct ibv_pd *pd, int fd
 	SM_STAT_ADD(bytes_shadowed, got);
 	SM_STAT_ADD(shadow_bytes_now, fr->map_len);
 	sm_debug("file_reg fd %d [%lld, +%zu) at %p", fd, (long long)offset, length, fr->pub.addr);
-	sm_reserve_done(&resv);
 	return &fr->pub;
 
 fail:
-	sm_reserve_undo(&resv, 0);	/* a failed registration changes nothing */
-	sm_reserve_done(&resv);
+	sm_reserve_kept(reserved);	/* they stay: reserve.c says why */
 	if (fr->pub.addr && fr->pub.addr != MAP_FAILED)
 		sm_sys_munmap(fr->pub.addr, fr->map_len);
 	if (fr->wfd != fd)

@@ -151,7 +151,6 @@ static void fork_child(void)
 
 		sm_holds = h->next;
 		free(h->seg);
-		sm_reserve_done(&h->resv);
 		free(h);
 	}
 	sm_nchunks = 0;

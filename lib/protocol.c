@@ -168,7 +168,7 @@ int sm_register(const struct iovec *iov, size_t iovcnt, unsigned int access,
 			sm_error("registration callback returned no handle: its shadows "
 				 "are written back at sync points and exit only");
 		bytes = holds_bytes(&hs);
-		/* Also without a handle: registered, the reserved blocks are its. */
+		/* Also without a handle: registered. */
 		for (size_t i = 0; i < hs.n; i++)
 			sm_hold_set_owner(hs.h[i], *handle);
 	}

@@ -619,7 +619,6 @@ static int hold_drop(struct sm_hold *h)
 		sm_chunk_maybe_free(c);
 	}
 	free(h->seg);
-	sm_reserve_done(&h->resv);
 	free(h);
 	return first_err;
 }
@@ -676,7 +675,6 @@ static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bo
 	enum sm_backing kind;
 	struct sm_file *f;
 	struct sm_chunk *c = NULL;
-	size_t mark;
 	bool need;
 	int err;
 
@@ -708,9 +706,9 @@ static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bo
 	/* The NIC will write without ->page_mkwrite: reserve the blocks now,
 	 * so that ENOSPC is a failed registration, not a failed writeback
 	 * after the peer was told the write was done. */
-	mark = h->resv.n;
 	if (v->prot & PROT_WRITE) {
-		err = sm_reserve(&f->fd, f->fs_magic, (off_t)v->offset, v->end - v->start, &h->resv);
+		err = sm_reserve(f->fd, f->fs_magic, (off_t)v->offset, v->end - v->start,
+				 &h->reserved);
 		if (err) {
 			sm_file_put(f);
 			return err;
@@ -718,16 +716,12 @@ static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bo
 	}
 	if (sm_nchunks)
 		detach_stale(v->start, v->end);
-	f->refs++;	/* the log points at f->fd: f outlives a failed chunk_create */
 	err = chunk_create(v, f, &c);
 	if (c) {
 		int e = hold_push(h, c, 0, c->npages);
 
 		err = err ? err : e;
-	} else if (err) {
-		sm_reserve_undo(&h->resv, mark);
 	}
-	sm_file_put(f);
 	return err;
 }
 
@@ -768,16 +762,15 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 	for (size_t k = 0; k < n && !err && !(access & SM_ACQUIRE_NOTHING); k++)
 		err = acquire_vma(h, &v[k], write, force_all);
 	if (err) {
-		/* Blocks reserved for earlier pieces go back (their files are
-		 * still open: the hold's chunks use them). */
-		sm_reserve_undo(&h->resv, 0);
+		/* Blocks reserved stay: giving them back could discard what
+		 * others wrote there since (reserve.c). */
+		sm_reserve_kept(h->reserved);
 		/* Restores what we shadowed, merging what threads wrote meanwhile. */
 		hold_drop(h);
 		h = NULL;
 		goto out;
 	}
 	if (!h->nseg && drop_empty) {
-		sm_reserve_done(&h->resv);
 		free(h);
 		h = NULL;
 		goto out;
@@ -830,7 +823,6 @@ int sm_hold_release(struct sm_hold *h)
 	int err;
 
 	sm_lock_take();
-	sm_reserve_done(&h->resv);	/* the registration happened: keep its blocks */
 	err = sm_hold_sync_locked(h, 0, 0, SM_WB_DURABLE);
 	if (!err) {
 		hold_unlink(h);
@@ -849,8 +841,8 @@ void sm_hold_abort(struct sm_hold *h)
 	if (!h)
 		return;
 	sm_lock_take();
-	/* No NIC registration: the blocks it reserved go back too. */
-	sm_reserve_undo(&h->resv, 0);
+	/* No NIC registration; the blocks it reserved stay (reserve.c). */
+	sm_reserve_kept(h->reserved);
 	hold_unlink(h);
 	hold_drop(h);
 	sm_lock_drop();
@@ -875,7 +867,6 @@ void sm_hold_set_owner(struct sm_hold *h, const void *owner)
 {
 	sm_lock_take();
 	sm_hold_owner_set(h, owner);
-	sm_reserve_done(&h->resv);	/* registered: the blocks are its own */
 	sm_lock_drop();
 }
 

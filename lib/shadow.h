@@ -71,8 +71,8 @@ struct sm_hold {
 				 * by the next successful sync point */
 	size_t nseg, cap;
 	struct sm_seg *seg;
-	struct sm_resv resv;	/* blocks it reserved: undone if the NIC
-				 * registration fails (sm_hold_abort) */
+	size_t reserved;	/* bytes of holes it filled (kept, also when
+				 * the registration fails: reserve.c) */
 };
 
 /* ---- lock.c ---- */

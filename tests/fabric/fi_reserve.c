@@ -3,10 +3,12 @@
  * here (loop device; needs root): a writable registration of a sparse
  * MAP_SHARED file mapping with less free space than the range lacks.
  *
- *   fi_reserve --expect enospc   fi_mr_reg fails with -FI_ENOSPC, and the
- *                                file (size, data extents) and the mapping
- *                                (still the file's, at the same address) are
- *                                unchanged; with the space back the same
+ *   fi_reserve --expect enospc   fi_mr_reg fails with -FI_ENOSPC before
+ *                                anything is allocated (statfs shows the
+ *                                holes cannot fit), and the file (size, data
+ *                                extents) and the mapping (still the file's,
+ *                                at the same address) are unchanged; with
+ *                                the space back the same
  *                                registration succeeds and holds the blocks.
  *   fi_reserve --expect ok       (FI_SAFE_MR_RESERVE=off, the control) the
  *                                registration succeeds, nothing reserved.

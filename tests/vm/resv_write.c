@@ -4,8 +4,11 @@
  * (page 3 written, the rest a hole) is mapped MAP_SHARED and registered
  * writable; what must happen depends on -e:
  *
- *   reg-enospc   the registration fails with ENOSPC (or EDQUOT) and changed
- *                nothing: size and data extents (FIEMAP) as before, the
+ *   reg-enospc   the registration fails with ENOSPC (or EDQUOT) before
+ *                anything is allocated (the caller leaves less free space
+ *                than the holes: statfs refuses them; a registration that
+ *                fails after allocating keeps its blocks, issue 16), so it
+ *                changed nothing: size and data extents (FIEMAP) as before, the
  *                mapping at the address is still the file's (/proc/self/maps:
  *                its inode) and shows page 3.
  *   ok           it succeeds; FILLCMD (-X, another process) then fills the

@@ -4,7 +4,9 @@
 # on small ext4, xfs and btrfs loop images made here (tests/vm/resv_write.c,
 # a real RC RDMA WRITE over rxe0, 1 MiB sparse file):
 #  (a) ext4/xfs, less free space than the range: the registration fails
-#      with ENOSPC and changed nothing (size, data extents, the mapping) —
+#      with ENOSPC before anything is allocated (statfs shows the holes
+#      cannot fit; a failed registration never gives back what it reserved,
+#      issue 16) and changed nothing (size, data extents, the mapping) —
 #      LD_PRELOAD ibv_reg_mr and safe_mr_file_reg (the linked
 #      safe_mr_reg_mr takes the same path: tests/unit/test_reserve.c); with
 #      SAFE_MR_RESERVE=off it succeeds (the control);
