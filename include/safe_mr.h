@@ -93,6 +93,15 @@ void *safe_mr_mremap(void *old_address, size_t old_size, size_t new_size, int fl
 int safe_mr_exec_prepare(void);
 void safe_mr_exec_failed(void);
 
+/* Wait until the guardian of process pid has finished: a process that died
+ * without a sync point has its shadows written back by its guardian after
+ * it is gone.  pid must still exist (alive, or a zombie not yet reaped:
+ * call between waitid(..., WNOWAIT) and the reap); the LD_PRELOAD library's
+ * wait functions do that for every child.  timeout_ms < 0 waits as long as
+ * it takes.  0 (done, or no guardian), ETIMEDOUT, ESRCH (no such process),
+ * EINVAL, or another errno. */
+int safe_mr_guardian_wait(pid_t pid, int timeout_ms);
+
 /* ---- Range holds: shadow pages without registering them ----
  *
  * For registration paths that are not libibverbs (libfabric providers, other

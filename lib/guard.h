@@ -88,6 +88,45 @@ struct smg_msg {
 };
 #define SMG_FD 3	/* the guardian's end of the socket */
 
+/* ---- waiting for a guardian ----
+ * A guardian listens (and never accepts) on an abstract Unix socket named
+ * after the process it guards: its pid and start time (pid reuse cannot
+ * confuse two).  It closes it when it is done: after the clean word, or
+ * once the shadows of a dead process are written and flushed.  A waiter
+ * connects and waits for the hang-up (safe_mr_guardian_wait). */
+#include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
+
+/* Start time (clock ticks since boot, /proc/PID/stat field 22) of a live or
+ * zombie process; 0 if it is gone. */
+static inline unsigned long long smg_starttime(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long t = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) &&
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+		   "%*d %*d %llu", &t) != 1)
+		t = 0;
+	fclose(f);
+	return t;
+}
+
+/* sun_path of the abstract name (leading NUL), its length in *len. */
+static inline void smg_wait_name(char *path, size_t size, size_t *len, pid_t pid,
+				 unsigned long long start)
+{
+	int n = snprintf(path + 1, size - 1, "safe_mr-guardian.%d.%llu", (int)pid, start);
+
+	path[0] = 0;
+	*len = 1 + (size_t)n;
+}
+
 /* ---- engine side (guard.c; engine lock held) ---- */
 #ifndef SMG_GUARDIAN_SIDE
 struct sm_chunk;

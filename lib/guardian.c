@@ -22,7 +22,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+#include <stddef.h>
 
 #include "internal.h"
 #include "guard.h"
@@ -301,6 +303,26 @@ static int recover(void)
 	return t.failed ? 1 : 0;
 }
 
+/* Held until we exit: a waiter's connection hangs up then. */
+static void listen_for_waiters(pid_t target)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	unsigned long long start = smg_starttime(target);
+	size_t len;
+	int s;
+
+	if (!start)
+		return;
+	smg_wait_name(a.sun_path, sizeof(a.sun_path), &len, target, start);
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || bind(s, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un,
+							sun_path) + len)) || listen(s, 64)) {
+		say(1, "not waitable (%s)", strerror(errno));
+		if (s >= 0)
+			close(s);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	bool clean = false;
@@ -336,6 +358,8 @@ int main(int argc, char **argv)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
+	/* Waitable (guard.h): bound before the library's spawn returns. */
+	listen_for_waiters((pid_t)atoi(pid));
 	/* Not the application's child: its wait() must never see us. */
 	p = fork();
 	if (p < 0)

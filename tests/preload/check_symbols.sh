@@ -19,7 +19,8 @@ for want in \
 	'ibv_rereg_mr@@IBVERBS_1.1' 'ibv_reg_mr_iova@@IBVERBS_1.7' \
 	'ibv_reg_mr_iova2@@IBVERBS_1.8' \
 	msync munmap mremap fsync fdatasync dlopen \
-	execve execv execvp execvpe execl execlp execle fexecve; do
+	execve execv execvp execvpe execl execlp execle fexecve \
+	wait waitpid wait4 waitid; do
 	if printf '%s\n' "$have" | grep -qxF "$want"; then
 		echo "ok: $preload exports $want"
 	else
@@ -28,7 +29,7 @@ for want in \
 done
 # Nothing else, apart from the version nodes and the ELF init/fini symbols.
 extra=$(printf '%s\n' "$have" | grep -vxE \
-	'ibv_(reg_mr|dereg_mr)@IBVERBS_1\.0|ibv_(reg_mr|dereg_mr|rereg_mr)@@IBVERBS_1\.1|ibv_reg_mr_iova@@IBVERBS_1\.7|ibv_reg_mr_iova2@@IBVERBS_1\.8|msync|munmap|mremap|fsync|fdatasync|dlopen|execve|execv|execvp|execvpe|execl|execlp|execle|fexecve|IBVERBS_1\.[0178]|_init|_fini' || true)
+	'ibv_(reg_mr|dereg_mr)@IBVERBS_1\.0|ibv_(reg_mr|dereg_mr|rereg_mr)@@IBVERBS_1\.1|ibv_reg_mr_iova@@IBVERBS_1\.7|ibv_reg_mr_iova2@@IBVERBS_1\.8|msync|munmap|mremap|fsync|fdatasync|dlopen|execve|execv|execvp|execvpe|execl|execlp|execle|fexecve|wait|waitpid|wait4|waitid|IBVERBS_1\.[0178]|_init|_fini' || true)
 if [ -n "$extra" ]; then
 	echo "FAIL: $preload exports more:"; echo "$extra"; fail=1
 fi

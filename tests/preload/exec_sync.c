@@ -16,6 +16,7 @@
  * its double fork) is its child: it can stop, continue and reap it. */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/prctl.h>
@@ -122,8 +123,19 @@ static void program(const char *self, const char *path, int fd, bool fail, int u
 	die("exec: %s", strerror(errno));
 }
 
+static pid_t stopped;
+
+static void *let_go(void *arg)
+{
+	(void)arg;
+	usleep(500000);
+	kill(stopped, SIGCONT);
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
+	pthread_t th;
 	bool fail = argc > 1 && !strcmp(argv[1], "fail");
 	int up[2], down[2], fd, st, gst;
 	char path[4096], c;
@@ -165,13 +177,16 @@ int main(int argc, char **argv)
 		expect_pread(fd, 0, "written by the old image", "after the failed exec and a kill");
 		printf("ok: a failed exec leaves the program guarded\n");
 	} else {
-		/* Stalled across the exec, as on a loaded node. */
+		/* Stalled across the exec, as on a loaded node, and let go
+		 * later: the new image has written by then (this waitpid
+		 * itself waits for the guardian under the preload). */
 		kill(g, SIGSTOP);
-		if (write(down[1], "g", 1) != 1)
-			die("pipe");
+		stopped = g;
+		if (write(down[1], "g", 1) != 1 || pthread_create(&th, NULL, let_go, NULL))
+			die("pipe or thread");
 		if (waitpid(t, &st, 0) != t || !WIFEXITED(st) || WEXITSTATUS(st))
 			die("the new image failed (status %#x)", st);
-		kill(g, SIGCONT);
+		pthread_join(th, NULL);
 		gst = reap(g);
 		expect_pread(fd, 0, "written by the new image", "after the exec");
 		if (gst != 0)
