@@ -20,6 +20,8 @@
  *                   the registration fails with ESRCH.
  *  lost_fds         the guardian's descriptor table is full: the files it
  *                   could not take are reported, not dropped in silence.
+ *  wait_api         safe_mr_guardian_wait: late is not done; done means
+ *                   the shadow is in the file, before the reap.
  *
  * The test process is a child subreaper: the guardian (an orphan by its
  * double fork) is reparented to it, so the test can signal and reap it. */
@@ -335,6 +337,36 @@ START_TEST(group_sigterm)
 }
 END_TEST
 
+/* ----------------------------------------------------------------- wait_api */
+
+START_TEST(wait_api)
+{
+	int up, down, st;
+	pid_t t = target(term_target, &up, &down), g;
+	siginfo_t si;
+
+	hear(up, 'r');
+	g = wait_guardian();
+	ck_assert_int_eq(safe_mr_guardian_wait(t, 50), ETIMEDOUT);	/* alive */
+	ck_assert_int_eq(kill(g, SIGSTOP), 0);
+	ck_assert_int_eq(kill(t, SIGKILL), 0);
+	/* A zombie, not reaped: its guardian is late, not done. */
+	ck_assert_int_eq(waitid(P_PID, (id_t)t, &si, WEXITED | WNOWAIT), 0);
+	ck_assert_int_eq(safe_mr_guardian_wait(t, 200), ETIMEDOUT);
+	ck_assert_int_eq(kill(g, SIGCONT), 0);
+	ck_assert_int_eq(safe_mr_guardian_wait(t, -1), 0);
+	/* Done means written: before the reap, before any look at the file. */
+	snprintf(gt.path, sizeof(gt.path), "%s/file70-%d-0", tu_dir, (int)t);
+	assert_filled(gt.path, 2, 'T');
+	st = target_status(t);
+	ck_assert(WIFSIGNALED(st));
+	ck_assert_int_eq(safe_mr_guardian_wait(t, 0), ESRCH);
+	ck_assert_int_eq(safe_mr_guardian_wait(0, 0), EINVAL);
+	ck_assert_int_eq(safe_mr_guardian_wait(getpid(), 0), 0);	/* has none */
+	ck_assert_int_eq(reap(g), 3);
+}
+END_TEST
+
 /* --------------------------------------------------------------------- pid1 */
 
 /* As PID 1 of a new PID namespace: register; report over `up` whether it
@@ -461,6 +493,7 @@ int main(void)
 		tcase_add_test(tc, late_many_files);
 		tcase_add_test(tc, group_sigterm);
 		tcase_add_test(tc, lost_fds);
+		tcase_add_test(tc, wait_api);
 	}
 	tcase_add_test(tc, pid1);
 	suite_add_tcase(s, tc);
