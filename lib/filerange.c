@@ -216,6 +216,8 @@ SM_EXPORT struct safe_mr_file_region *safe_mr_file_reg(struct ibv_pd *pd, int fd
 	return &fr->pub;
 
 fail:
+	SM_STAT_ADD(registrations, 1);
+	SM_STAT_ADD(reg_failed, 1);
 	sm_reserve_undo(&resv, 0);	/* a failed registration changes nothing */
 	sm_reserve_done(&resv);
 	if (fr->pub.addr && fr->pub.addr != MAP_FAILED)

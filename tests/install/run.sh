@@ -32,6 +32,11 @@ if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -qxF "LD_PRELOAD=$want" &&
 	ok "runs with LD_PRELOAD=$want, preload mapped, check variable consumed"
 else bad "protected run (rc $rc):"; show "$out"; fi
 
+# The engine says, at info level, that it is active through the preload.
+out=$("$run" --log=info --guardian=off -- true 2>&1)
+printf '%s\n' "$out" | grep -q 'safe_mr\[[0-9]*\]: info: safe_mr active: mode=bounce, preload, protector: none (SAFE_MR_GUARDIAN=off)' &&
+	ok "info line: active through the preload" || { bad "no 'safe_mr active ... preload' line:"; show "$out"; }
+
 # An LD_PRELOAD already set is kept, after ours (or after the ASan runtime).
 out=$(LD_PRELOAD=${base_preload:+$base_preload:}$engine "$run" -- sh -c 'echo "LD_PRELOAD=$LD_PRELOAD"' 2>&1)
 printf '%s\n' "$out" | grep -qxF "LD_PRELOAD=${base_preload:+$base_preload:}$preload:$engine" &&
