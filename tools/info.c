@@ -77,16 +77,11 @@ static void kernel_facts(struct kernel *k, bool probe)
 	k->source = source;
 	if (new_gup) {
 		k->writable = "efault";
-		k->writable_text = probed ? "refused with EFAULT: without safe_mr the "
-					    "registration fails" :
-				   "refused with EFAULT (since 6.5): without safe_mr the "
+		k->writable_text = "refused with EFAULT (since 6.5): without safe_mr the "
 				   "registration fails";
 	} else {
 		k->writable = "silent-loss";
-		k->writable_text = probed ? "accepted but unsafe: what the NIC writes is "
-					    "never marked dirty; msync/fsync return 0 and the "
-					    "disk keeps the old data" :
-				   "accepted but unsafe (before 6.5): what the NIC writes is "
+		k->writable_text = "accepted but unsafe (before 6.5): what the NIC writes is "
 				   "never marked dirty; msync/fsync return 0 and the disk keeps "
 				   "the old data";
 	}

@@ -83,10 +83,10 @@ printf '%s\n' "$out" | grep -qE "^kernel $rel \((inferred from the version|probe
 	ok "kernel behaviour labelled probed or inferred" || bad "kernel line has no label"
 o=$(LD_LIBRARY_PATH=$fake FAKE_VERBS_KERNEL=6.1 "$info" --no-fabric 2>&1)
 printf '%s\n' "$o" | grep -qx "kernel $rel (probed on fake0):" &&
-	printf '%s\n' "$o" | grep -qF "writable registration of a shared file mapping: accepted but unsafe:" &&
+	printf '%s\n' "$o" | grep -qF "writable registration of a shared file mapping: accepted but unsafe (before 6.5)" &&
 	ok "probed on the device (test double as 6.1): accepted but unsafe" || { bad "probe 6.1:"; show "$o"; }
 o=$(LD_LIBRARY_PATH=$fake FAKE_VERBS_KERNEL=6.5 "$info" --no-fabric 2>&1)
-printf '%s\n' "$o" | grep -qF "writable registration of a shared file mapping: refused with EFAULT: " &&
+printf '%s\n' "$o" | grep -qF "writable registration of a shared file mapping: refused with EFAULT (since 6.5)" &&
 	ok "probed on the device (test double as 6.5): EFAULT" || { bad "probe 6.5:"; show "$o"; }
 o=$("$info" --no-fabric --no-probe 2>&1)
 printf '%s\n' "$o" | grep -qx "kernel $rel (inferred from the version: not probed):" &&
