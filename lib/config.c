@@ -5,6 +5,7 @@
  * what is accepted), not after the job ran with the defaults; used from the
  * first call on. */
 #include <errno.h>
+#include <link.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,12 +27,18 @@ size_t sm_page_size = 4096;
 
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
 static char stats_file[PATH_MAX];
+static char log_file[PATH_MAX];
 
 extern char **environ;
 
 const char *sm_cfg_stats_file(void)
 {
 	return stats_file[0] ? stats_file : NULL;
+}
+
+const char *sm_cfg_log_file(void)
+{
+	return log_file[0] ? log_file : NULL;
 }
 
 static int parse_word(const char *value, const char *const *words, int n)
@@ -119,7 +126,7 @@ int sm_stats_path(const char *tmpl, char *out, size_t n)
 
 /* The settings: name after SAFE_MR_, and what is accepted (for messages). */
 enum { S_MODE, S_LOG, S_STATS, S_STATS_FILE, S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_GUARDIAN,
-       S_COUNT };
+       S_LOG_FILE, S_COUNT };
 static const struct {
 	const char *name;
 	const char *accepted;
@@ -133,8 +140,11 @@ static const struct {
 	[S_WRITEBACK] = { "WRITEBACK", "auto, io_uring, pwrite" },
 	[S_RESERVE] = { "RESERVE", "auto, off" },
 	[S_GUARDIAN] = { "GUARDIAN", "on, off, require (1, yes, true, 0, no, false)" },
+	[S_LOG_FILE] = { "LOG_FILE", "a path; %p pid, %h host, %r MPI rank, %% a %" },
 };
-static const int parse_order[S_COUNT] = { S_LOG, S_MODE, S_STATS, S_STATS_FILE,
+/* LOG and LOG_FILE first: they decide whether and where the other messages
+ * go. */
+static const int parse_order[S_COUNT] = { S_LOG, S_LOG_FILE, S_MODE, S_STATS, S_STATS_FILE,
 					  S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_GUARDIAN };
 
 /* One setting: 0 or EINVAL (nothing changed). */
@@ -172,6 +182,12 @@ static int config_set(int which, const char *value)
 		    sm_stats_path(value, scratch, sizeof(scratch)))
 			return EINVAL;
 		strcpy(stats_file, value);
+		break;
+	case S_LOG_FILE:
+		if (!*value || strlen(value) >= sizeof(log_file) ||
+		    sm_stats_path(value, scratch, sizeof(scratch)))
+			return EINVAL;
+		strcpy(log_file, value);
 		break;
 	case S_FLUSH_MS:
 		errno = 0;
@@ -238,7 +254,8 @@ static void report_unknown(void)
 			continue;
 		sm_warn("unknown variable SAFE_MR_%.*s ignored; the settings are "
 			"SAFE_MR_MODE, SAFE_MR_LOG, SAFE_MR_STATS, SAFE_MR_STATS_FILE, "
-			"SAFE_MR_FLUSH_MS, SAFE_MR_WRITEBACK, SAFE_MR_RESERVE, SAFE_MR_GUARDIAN",
+			"SAFE_MR_FLUSH_MS, SAFE_MR_WRITEBACK, SAFE_MR_RESERVE, SAFE_MR_GUARDIAN, "
+			"SAFE_MR_LOG_FILE",
 			(int)(eq - name),
 			name);
 	}
@@ -294,6 +311,37 @@ void sm_init(void)
 	pthread_once(&config_once, config_parse);
 }
 
+/* Which door loaded the engine: the preload, the libfabric hook, or a
+ * program (or library) linked against it. */
+static int find_door(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	const char **door = arg;
+	const char *base = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
+
+	(void)size;
+	base = base ? base + 1 : info->dlpi_name;
+	if (base && !strncmp(base, "libsafe_mr_preload.so", 21))
+		*door = "preload";
+	else if (base && !strncmp(base, "libsafe_mr-fi.so", 16) && strcmp(*door, "preload"))
+		*door = "libfabric hook";
+	return 0;
+}
+
+/* The info line at start: what is active here, and what protects it. */
+static void say_active(void)
+{
+	static const char *const modes[] = { "bounce", "auto", "off" };
+	const char *door = "linked";
+
+	if (sm_cfg.log_level < SM_LOG_INFO)
+		return;
+	dl_iterate_phdr(find_door, &door);
+	sm_info("safe_mr active: mode=%s, %s, protector: %s", modes[sm_cfg.mode], door,
+		sm_cfg.mode == SM_MODE_OFF ? "none (mode off: nothing is shadowed)" :
+		sm_cfg.guardian ? "guardian (safe_mr-guardian, started with the first shadow)" :
+		"none (SAFE_MR_GUARDIAN=off)");
+}
+
 /* At load: report bad values and unknown names now, when the user can still
  * stop the job, rather than run it with the defaults.  Only checks: what is
  * used is read at first use (config_parse). */
@@ -305,9 +353,11 @@ __attribute__((constructor)) static void config_check(void)
 
 	if (getauxval(AT_SECURE))
 		return;
-	/* The log level decides what is shown: taken now. */
+	/* The log level and file decide what is shown, and where: taken now. */
 	if ((log = secure_getenv("SAFE_MR_LOG")))
 		config_set(S_LOG, log);
+	if ((log = secure_getenv("SAFE_MR_LOG_FILE")))
+		config_set(S_LOG_FILE, log);
 	saved = sm_cfg;
 	strcpy(saved_file, stats_file);
 	for (int k = 0; k < S_COUNT; k++) {
@@ -327,7 +377,8 @@ __attribute__((constructor)) static void config_check(void)
 		}
 	}
 	report_unknown();
-	/* Nothing is committed here but the log level. */
+	say_active();
+	/* Nothing is committed here but the log level and file. */
 	sm_cfg = saved;
 	strcpy(stats_file, saved_file);
 }

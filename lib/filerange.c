@@ -214,6 +214,8 @@ SM_EXPORT struct safe_mr_file_region *safe_mr_file_reg(struct ibv_pd *pd, int fd
 	return &fr->pub;
 
 fail:
+	SM_STAT_ADD(registrations, 1);
+	SM_STAT_ADD(reg_failed, 1);
 	sm_reserve_kept(reserved);	/* they stay: reserve.c says why */
 	if (fr->pub.addr && fr->pub.addr != MAP_FAILED)
 		sm_sys_munmap(fr->pub.addr, fr->map_len);

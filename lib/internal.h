@@ -47,6 +47,7 @@ void sm_log(enum sm_log_level level, const char *fmt, ...)
 struct sm_counters {
 	_Atomic uint64_t registrations, shadowed, odp, bytes_shadowed,
 		bytes_written_back, write_calls, sync_errors, shadow_bytes_now;
+	_Atomic uint64_t reg_failed;	/* of the registrations, those that failed */
 	_Atomic uint32_t writeback_engine;
 };
 extern struct sm_counters sm_stats;

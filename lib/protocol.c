@@ -192,6 +192,8 @@ SM_EXPORT int safe_mr_register(const struct iovec *iov, size_t iovcnt, unsigned 
 	sm_init();
 	SM_STAT_ADD(registrations, 1);
 	r = sm_register(iov, iovcnt, access, reg, arg, handle, shadowed, d);
+	if (r)
+		SM_STAT_ADD(reg_failed, 1);
 	sm_api_depth--;
 	return r;
 }

@@ -37,6 +37,8 @@ SM_EXPORT int safe_mr_range_acquire(void *addr, size_t length, unsigned int acce
 
 	sm_api_depth++;
 	r = safe_mr_range_acquire_body(addr, length, access, owner, range);
+	if (r && range)	/* (without range it was not counted) */
+		SM_STAT_ADD(reg_failed, 1);
 	sm_api_depth--;
 	return r;
 }

@@ -136,6 +136,8 @@ SM_EXPORT struct ibv_mr *safe_mr_reg_mr_iova2(struct ibv_pd *pd, void *addr, siz
 
 	sm_api_depth++;
 	r = safe_mr_reg_mr_iova2_body(pd, addr, length, iova, access);
+	if (!r)
+		SM_STAT_ADD(reg_failed, 1);
 	sm_api_depth--;
 	return r;
 }

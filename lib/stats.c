@@ -7,10 +7,15 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "guard.h"
 #include "internal.h"
 #include "safe_mr.h"
 
 struct sm_counters sm_stats;
+
+/* guard.c's counter; weak so that the programs built from a few of the
+ * engine's objects (bench, storage tests) link without the guardian. */
+#pragma weak sm_guard_failures
 
 #define LOAD(f) atomic_load_explicit(&sm_stats.f, memory_order_relaxed)
 
@@ -55,30 +60,49 @@ static int stats_fd(void)
 }
 
 /* The SAFE_MR_STATS=1 summary: one line, stable keys, easy to grep.  Only
- * from processes that registered something: under LD_PRELOAD every shell,
- * helper and launcher daemon of a job loads the engine too. */
+ * from processes that registered something (or tried to): under LD_PRELOAD
+ * every shell, helper and launcher daemon of a job loads the engine too.
+ * registrations= counts those that succeeded, failed_registrations= the
+ * others; guard_failures= the guardians that could not be started or died
+ * (guard.h); host=, rank= and time= say which process of a job it is. */
 void sm_stats_print(void)
 {
 	static const char *const engines[] = { "none", "pwrite", "io_uring" };
 	struct safe_mr_stats st;
-	char buf[512];
+	unsigned long long failed, ok;
+	char buf[768], where[320], host[HOST_NAME_MAX + 1];
+	const char *rank = sm_mpi_rank();
 	int n, fd;
 
 	safe_mr_stats(&st);
 	if (!st.registrations)
 		return;
+	failed = LOAD(reg_failed);
+	ok = st.registrations > failed ? st.registrations - failed : 0;
+	if (gethostname(host, sizeof(host)))
+		strcpy(host, "unknown");
+	host[sizeof(host) - 1] = '\0';
+	/* The same time stamp as the log lines: the head of the prefix. */
+	if (sm_log_prefix(where, sizeof(where)) <= 0)
+		where[0] = '\0';
+	where[strcspn(where, " ")] = '\0';
 	n = snprintf(buf, sizeof(buf),
 		     "safe_mr: stats pid=%d registrations=%llu shadowed=%llu odp=%llu "
 		     "bytes_shadowed=%llu bytes_written_back=%llu write_calls=%llu "
-		     "sync_errors=%llu writeback=%s\n",
-		     (int)getpid(), (unsigned long long)st.registrations,
+		     "sync_errors=%llu failed_registrations=%llu guard_failures=%llu "
+		     "writeback=%s host=%s rank=%s time=%s\n",
+		     (int)getpid(), ok,
 		     (unsigned long long)st.shadowed, (unsigned long long)st.odp,
 		     (unsigned long long)st.bytes_shadowed,
 		     (unsigned long long)st.bytes_written_back,
-		     (unsigned long long)st.write_calls, (unsigned long long)st.sync_errors,
-		     engines[st.writeback_engine < 3 ? st.writeback_engine : 0]);
+		     (unsigned long long)st.write_calls, (unsigned long long)st.sync_errors, failed,
+		     (unsigned long long)(&sm_guard_failures ? atomic_load(&sm_guard_failures) : 0),
+		     engines[st.writeback_engine < 3 ? st.writeback_engine : 0], host,
+		     rank ? rank : "none", where);
 	if (n <= 0)
 		return;
+	if (n >= (int)sizeof(buf))
+		n = (int)sizeof(buf) - 1;
 	fd = stats_fd();
 	if (write(fd, buf, (size_t)n) < 0) {
 		/* nothing sensible to do */

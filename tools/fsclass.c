@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -40,6 +41,11 @@ int smt_classify(const char *path, struct smt_fsclass *c)
 	if (S_ISDIR(st.st_mode)) {
 		c->kind = "directory";
 		snprintf(c->reason, sizeof(c->reason), "a directory cannot be mapped");
+	} else if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 5) {
+		c->kind = "shmem";
+		snprintf(c->reason, sizeof(c->reason), "a shared mapping of /dev/zero is "
+			 "anonymous shared memory (shmem): pinning it is safe, registrations "
+			 "pass through");
 	} else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
 		c->kind = "device";
 		snprintf(c->reason, sizeof(c->reason), "device mapping: left to the kernel and "
@@ -68,8 +74,14 @@ int smt_classify(const char *path, struct smt_fsclass *c)
 			snprintf(c->reason, sizeof(c->reason), "filesystem 0x%lx (writeback "
 				 "assumed): shadowed", c->magic);
 	}
-	if (c->shadowed && !c->writable)
-		snprintf(c->reason + strlen(c->reason), sizeof(c->reason) - strlen(c->reason),
-			 " (you cannot open it for writing: only a read-only mapping)");
+	/* Only a PROT_READ mapping: no writable registration of it is possible,
+	 * and read-only ones pass through (lib/reg.c), retried shadowed only
+	 * where the kernel refuses them.  fsdax files are refused everywhere. */
+	if (c->shadowed && !c->writable && !c->dax) {
+		c->shadowed = false;
+		snprintf(c->reason, sizeof(c->reason), "you cannot open it for writing: only a "
+			 "read-only mapping, whose read-only registrations pass through "
+			 "(shadowed only where the kernel refuses them: PROT_READ before 6.2)");
+	}
 	return 0;
 }

@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* safe_mr-info [--json] [--no-fabric] [PATH...]: what this machine does
+/* safe_mr-info [--json] [--no-fabric] [--config] [--pid PID] [PATH...]:
+ * what this machine does
  * with RDMA registrations of file-backed memory, in the spirit of
  * ibv_devinfo and fi_info.  The version; what the running kernel does with
  * file-backed registrations; each RDMA device and whether it has On-Demand
  * Paging for RC (what SAFE_MR_MODE=auto uses); whether io_uring is usable
  * for writeback; whether libfabric finds and applies the hook; and for each
- * PATH, whether a writable shared mapping of it would be shadowed, and why. */
+ * PATH, whether a writable shared mapping of it would be shadowed, and why.
+ * --config: the effective settings (cfgshow.c); --pid: is that process
+ * protected (pidcheck.c).  Exit status: 0; 1 when a PATH or the process
+ * could not be read, or the process is not protected; 2 for a usage
+ * error. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -16,13 +21,19 @@
 
 #include <safe_mr.h>
 
+#include "cfgshow.h"
 #include "devices.h"
 #include "fabric_probe.h"
 #include "fsclass.h"
 #include "json.h"
+#include "kprobe.h"
 #include "paths.h"
+#include "pidcheck.h"
 
 #define MAX_DEVICES 64
+#define NO_DEVICE_HINT "load the NIC's driver modules (ib_core, ib_uverbs and the " \
+	"driver: mlx5_ib, irdma, efa, ...; rdma link), or, without an RDMA NIC, " \
+	"Soft-RoCE: modprobe rdma_rxe; rdma link add rxe0 type rxe netdev eth0"
 
 struct kernel {
 	char release[65];
@@ -31,12 +42,17 @@ struct kernel {
 	const char *writable_text;
 	const char *readonly;	/* PROT_READ mapping, read-only registration */
 	const char *readonly_text;
+	const char *source;	/* "probed on DEV" or "inferred from the version" */
+	char probe_note[256];
 };
 
-static void kernel_facts(struct kernel *k)
+static void kernel_facts(struct kernel *k, bool probe)
 {
+	static char source[320];
 	struct utsname u;
 	bool new_gup;
+	const char *probed = NULL;
+	char dev[256] = "not probed";
 
 	memset(k, 0, sizeof(*k));
 	if (uname(&u) == 0)
@@ -46,6 +62,19 @@ static void kernel_facts(struct kernel *k)
 	/* 6.5: "mm/gup: disallow FOLL_LONGTERM GUP-nonfast writing to
 	 * file-backed mappings" (and its GUP-fast twin). */
 	new_gup = k->major > 6 || (k->major == 6 && k->minor >= 5);
+	if (probe) {
+		probed = smt_kernel_probe("/var/tmp", dev, sizeof(dev));
+		if (!probed && strstr(dev, "no writeback"))
+			probed = smt_kernel_probe(".", dev, sizeof(dev));
+	}
+	if (probed) {
+		new_gup = !strcmp(probed, "efault");
+		snprintf(source, sizeof(source), "probed on %s", dev);
+	} else {
+		snprintf(source, sizeof(source), "inferred from the version");
+		snprintf(k->probe_note, sizeof(k->probe_note), "%s", dev);
+	}
+	k->source = source;
 	if (new_gup) {
 		k->writable = "efault";
 		k->writable_text = "refused with EFAULT (since 6.5): without safe_mr the "
@@ -69,10 +98,17 @@ static void kernel_facts(struct kernel *k)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: safe_mr-info [--json] [--no-fabric] [PATH...]\n"
+	fprintf(f, "usage: safe_mr-info [--json] [--no-fabric] [--no-probe] [PATH...]\n"
+		   "       safe_mr-info [--json] --config\n"
+		   "       safe_mr-info [--json] --pid PID\n"
 		   "  --json       machine-readable output\n"
 		   "  --no-fabric  do not load libfabric to look for the hook\n"
-		   "  PATH         would a writable shared mapping of PATH be shadowed, and why\n");
+		   "  --no-probe   do not register a file page to see what the kernel does\n"
+		   "  --config     the effective SAFE_MR_* / FI_SAFE_MR_* settings, and warnings\n"
+		   "  --pid PID    is that process protected?\n"
+		   "  PATH         would a writable shared mapping of PATH be shadowed, and why\n"
+		   "Exit status: 0; 1 when a PATH or the process cannot be read or the process\n"
+		   "is not protected (--config: a value is not valid); 2 for a usage error.\n");
 }
 
 int main(int argc, char **argv)
@@ -80,25 +116,43 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "no-fabric", no_argument, NULL, 'n' },
+		{ "no-probe", no_argument, NULL, 'P' },
+		{ "config", no_argument, NULL, 'c' },
+		{ "pid", required_argument, NULL, 'p' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct smt_device devs[MAX_DEVICES];
 	char uring[256], hook_detail[512], provdir[PATH_MAX], caps[64];
-	bool json = false, probe_fabric = true, have_provdir;
+	bool json = false, probe_fabric = true, probe_kernel = true, config = false, have_provdir;
+	long pid = 0;
+	char *end;
 	enum smt_hook hook = SMT_HOOK_NO_SUPPORT;
 	struct kernel k;
 	struct smt_json j;
 	int c, ndev, uring_err, status = 0;
 
-	while ((c = getopt_long(argc, argv, "jnVh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jnPcp:Vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
 			break;
 		case 'n':
 			probe_fabric = false;
+			break;
+		case 'P':
+			probe_kernel = false;
+			break;
+		case 'c':
+			config = true;
+			break;
+		case 'p':
+			pid = strtol(optarg, &end, 10);
+			if (end == optarg || *end || pid <= 0 || pid > 1 << 30) {
+				fprintf(stderr, "safe_mr-info: --pid=%s: a process ID\n", optarg);
+				return 2;
+			}
 			break;
 		case 'V':
 			printf("safe_mr-info %s\n", SAFE_MR_VERSION_STRING);
@@ -112,7 +166,27 @@ int main(int argc, char **argv)
 		}
 	}
 
-	kernel_facts(&k);
+	if (config || pid) {
+		if (json) {
+			smt_json_init(&j, stdout);
+			smt_json_open(&j, NULL, '{');
+			smt_json_str(&j, "version", SAFE_MR_VERSION_STRING);
+		}
+		if (config)
+			status = smt_config_show(json ? &j : NULL) ? 1 : 0;
+		if (pid) {
+			int r = smt_pid_check((int)pid, json ? &j : NULL);
+
+			status = status ? status : r ? 1 : 0;
+		}
+		if (json) {
+			smt_json_close(&j, '}');
+			putchar('\n');
+		}
+		return status;
+	}
+
+	kernel_facts(&k, probe_kernel);
 	ndev = smt_devices(devs, MAX_DEVICES);
 	uring_err = smt_io_uring(uring, sizeof(uring));
 	have_provdir = smt_provider_dir(provdir, sizeof(provdir));
@@ -137,7 +211,11 @@ int main(int argc, char **argv)
 		smt_json_str(&j, "writable_file_registration", k.writable);
 		smt_json_str(&j, "fsdax_registration", "eopnotsupp");
 		smt_json_str(&j, "readonly_file_registration", k.readonly);
+		smt_json_str(&j, "source", k.source);
+		smt_json_str(&j, "probe_note", k.probe_note[0] ? k.probe_note : NULL);
 		smt_json_close(&j, '}');
+		smt_json_str(&j, "devices_error", ndev < 0 ? strerror(-ndev) : NULL);
+		smt_json_str(&j, "devices_hint", ndev <= 0 ? NO_DEVICE_HINT : NULL);
 		smt_json_open(&j, "devices", '[');
 		for (int i = 0; i < ndev && i < MAX_DEVICES; i++) {
 			smt_json_open(&j, NULL, '{');
@@ -163,14 +241,16 @@ int main(int argc, char **argv)
 		smt_json_open(&j, "paths", '[');
 	} else {
 		printf("safe_mr %s (engine %s)\n", SAFE_MR_VERSION_STRING, safe_mr_version());
-		printf("kernel %s:\n", k.release);
+		printf("kernel %s (%s%s%s):\n", k.release, k.source,
+		       k.probe_note[0] ? ": " : "", k.probe_note);
 		printf("  writable registration of a shared file mapping: %s\n", k.writable_text);
 		printf("  registration of an fsdax file: refused with EOPNOTSUPP (every kernel)\n");
 		printf("  read-only registration of a file mapping: %s\n", k.readonly_text);
 		if (ndev < 0)
-			printf("RDMA devices: none (%s)\n", strerror(-ndev));
+			printf("RDMA devices: error: %s\n  hint: %s\n", strerror(-ndev),
+			       NO_DEVICE_HINT);
 		else if (ndev == 0)
-			printf("RDMA devices: none\n");
+			printf("RDMA devices: none\n  hint: %s\n", NO_DEVICE_HINT);
 		else
 			printf("RDMA devices:\n");
 		for (int i = 0; i < ndev && i < MAX_DEVICES; i++) {
@@ -196,8 +276,10 @@ int main(int argc, char **argv)
 		struct smt_fsclass fc;
 		int err = smt_classify(argv[i], &fc);
 
-		if (err)
+		if (err) {
 			status = 1;
+			fprintf(stderr, "safe_mr-info: %s: %s\n", argv[i], strerror(err));
+		}
 		if (json) {
 			smt_json_open(&j, NULL, '{');
 			smt_json_str(&j, "path", argv[i]);
@@ -207,11 +289,11 @@ int main(int argc, char **argv)
 			smt_json_bool(&j, "dax", fc.dax);
 			smt_json_bool(&j, "writable", fc.writable);
 			smt_json_bool(&j, "shadowed", fc.shadowed);
-			smt_json_str(&j, "reason", fc.reason);
+			smt_json_str(&j, err ? "error" : "reason", fc.reason);
 			smt_json_close(&j, '}');
-		} else {
-			printf("%s: %s: %s\n", argv[i],
-			       err ? "error" : fc.shadowed ? "shadowed" : "not shadowed", fc.reason);
+		} else if (!err) {
+			printf("%s: %s: %s\n", argv[i], fc.shadowed ? "shadowed" : "not shadowed",
+			       fc.reason);
 		}
 	}
 	if (json) {

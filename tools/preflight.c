@@ -94,6 +94,38 @@ static int read_elf(int fd, struct elf_id *id)
 	return 0;
 }
 
+/* The architecture by name, as file(1) and uname -m say it. */
+static const char *arch_name(const struct elf_id *id, char *buf, size_t n)
+{
+	static const struct {
+		uint16_t machine;
+		unsigned char cls;
+		const char *name;
+	} names[] = {
+		{ EM_X86_64, ELFCLASS64, "x86-64" },
+		{ EM_X86_64, ELFCLASS32, "x32" },
+		{ EM_386, ELFCLASS32, "i386 (32-bit x86)" },
+		{ EM_AARCH64, ELFCLASS64, "aarch64 (64-bit ARM)" },
+		{ EM_ARM, ELFCLASS32, "arm (32-bit ARM)" },
+		{ EM_PPC64, ELFCLASS64, "ppc64 (64-bit POWER)" },
+		{ EM_PPC, ELFCLASS32, "ppc (32-bit POWER)" },
+		{ EM_S390, ELFCLASS64, "s390x" },
+		{ EM_RISCV, ELFCLASS64, "riscv64" },
+		{ EM_RISCV, ELFCLASS32, "riscv32" },
+		{ EM_LOONGARCH, ELFCLASS64, "loongarch64" },
+		{ EM_MIPS, ELFCLASS64, "mips64" },
+		{ EM_MIPS, ELFCLASS32, "mips" },
+		{ EM_SPARCV9, ELFCLASS64, "sparc64" },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].machine == id->machine && names[i].cls == id->cls)
+			return names[i].name;
+	snprintf(buf, n, "ELF machine %u, %d-bit", id->machine,
+		 id->cls == ELFCLASS64 ? 64 : 32);
+	return buf;
+}
+
 static const char *check(const char *path, const struct elf_id *want, int depth,
 			 char *buf, size_t n)
 {
@@ -140,6 +172,11 @@ static const char *check(const char *path, const struct elf_id *want, int depth,
 		/* The interpreter is what the loader runs. */
 		char interp[PATH_MAX];
 		snprintf(interp, sizeof(interp), "%s", s);
+		if (access(interp, X_OK)) {
+			snprintf(buf, n, "%s: its #! interpreter %s: %s", path, interp,
+				 strerror(errno));
+			return buf;
+		}
 		return check(interp, want, depth + 1, buf, n);
 	}
 	if (read_elf(fd, &id)) {
@@ -153,9 +190,11 @@ static const char *check(const char *path, const struct elf_id *want, int depth,
 		return buf;
 	}
 	if (id.cls != want->cls || id.machine != want->machine) {
-		snprintf(buf, n, "%s is built for another architecture (ELF class %d, "
-			 "machine %u) than the preload (class %d, machine %u)", path, id.cls,
-			 id.machine, want->cls, want->machine);
+		char a[32], b[32];
+
+		snprintf(buf, n, "%s is built for %s, the preload for %s: the dynamic "
+			 "loader cannot preload it", path, arch_name(&id, a, sizeof(a)),
+			 arch_name(want, b, sizeof(b)));
 		return buf;
 	}
 	return NULL;

@@ -35,7 +35,10 @@
 #include "paths.h"
 #include "preflight.h"
 
-#define EXIT_REFUSED 126	/* safe_mr could not be made active */
+#define EXIT_REFUSED 126	/* safe_mr could not be made active; or the program
+				 * exists but cannot be executed (as the shell) */
+#define EXIT_NOTFOUND 127	/* no such program (as the shell and env) */
+#define EXIT_USAGE 125		/* the launcher's own usage errors (as env) */
 
 static const char *argv0 = "safe_mr-run";
 static volatile pid_t child;
@@ -52,6 +55,8 @@ static void usage(FILE *f)
 		"  -f, --flush-ms=MS          SAFE_MR_FLUSH_MS: periodic writeback\n"
 		"  -w, --writeback=ENGINE     SAFE_MR_WRITEBACK: auto, io_uring, pwrite\n"
 		"  -r, --reserve=auto|off     SAFE_MR_RESERVE: reserve blocks at registration\n"
+		"  -g, --guardian=on|off|require  SAFE_MR_GUARDIAN: the crash guardian process\n"
+		"  -L, --log-file=TEMPLATE    SAFE_MR_LOG_FILE (%%p pid, %%h host, %%r MPI rank)\n"
 		"  -F, --fabric               also the libfabric hook (FI_HOOK, FI_PROVIDER_PATH)\n"
 		"  -p, --preload=PATH         the preload library (default: the one installed\n"
 		"                             with this program)\n"
@@ -60,8 +65,9 @@ static void usage(FILE *f)
 		"  -V, --version              print the version\n"
 		"  -h, --help                 this text\n"
 		"Exit status: the program's; %d when safe_mr could not be made active in it\n"
-		"(nothing run, or the program stopped), 127 when it cannot be run.\n",
-		argv0, EXIT_REFUSED);
+		"(nothing run, or the program stopped) or the program cannot be executed,\n"
+		"%d when it is not found, %d for a usage error of %s itself.\n",
+		argv0, EXIT_REFUSED, EXIT_NOTFOUND, EXIT_USAGE, argv0);
 }
 
 static void vsay(const char *fmt, va_list ap)
@@ -104,13 +110,46 @@ static bool one_of(const char *v, const char *const *words)
 	return false;
 }
 
-static void set_word(const char *var, const char *v, const char *const *words,
-		     const char *accepted)
+/* A bad option value: name the option, say what is accepted, exit 125. */
+__attribute__((format(printf, 3, 4), noreturn)) static void bad_value(const char *opt,
+								      const char *v,
+								      const char *fmt, ...)
 {
-	if (!one_of(v, words)) {
-		fprintf(stderr, "%s: %s: not one of %s\n", argv0, v, accepted);
-		exit(2);
+	va_list ap;
+
+	fprintf(stderr, "%s: --%s=%s: ", argv0, opt, v);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s --help' for more information.\n", argv0);
+	exit(EXIT_USAGE);
+}
+
+static void set_word(const char *opt, const char *var, const char *v,
+		     const char *const *words, const char *accepted)
+{
+	if (!one_of(v, words))
+		bad_value(opt, v, "not one of %s", accepted);
+	setenv(var, v, 1);
+}
+
+/* --stats-file and --log-file: checked as the library checks them (the
+ * same template letters), so a typo is refused here, not ignored later. */
+static void set_template(const char *opt, const char *var, const char *v)
+{
+	for (const char *s = v; *s; s++) {
+		if (*s != '%')
+			continue;
+		s++;
+		if (!*s)
+			bad_value(opt, v, "ends in a lone %%: %%p pid, %%h host, %%r MPI rank, "
+				  "%%%% a %%");
+		if (!strchr("phr%", *s))
+			bad_value(opt, v, "%%%c is not a template letter: %%p pid, %%h host, "
+				  "%%r MPI rank, %%%% a %%", *s);
 	}
+	if (!*v || strlen(v) >= PATH_MAX - 64)
+		bad_value(opt, v, "a path template, 1 to %d bytes", PATH_MAX - 64);
 	setenv(var, v, 1);
 }
 
@@ -279,6 +318,8 @@ int main(int argc, char **argv)
 	static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
 	static const char *const wbs[] = { "auto", "io_uring", "pwrite", NULL };
 	static const char *const reserves[] = { "auto", "off", NULL };
+	static const char *const guardians[] = { "on", "off", "require", "1", "0", "yes", "no",
+						 "true", "false", NULL };
 	static const struct option opts[] = {
 		{ "mode", required_argument, NULL, 'm' },
 		{ "log", required_argument, NULL, 'l' },
@@ -287,6 +328,8 @@ int main(int argc, char **argv)
 		{ "flush-ms", required_argument, NULL, 'f' },
 		{ "writeback", required_argument, NULL, 'w' },
 		{ "reserve", required_argument, NULL, 'r' },
+		{ "guardian", required_argument, NULL, 'g' },
+		{ "log-file", required_argument, NULL, 'L' },
 		{ "fabric", no_argument, NULL, 'F' },
 		{ "preload", required_argument, NULL, 'p' },
 		{ "check-timeout", required_argument, NULL, 't' },
@@ -305,38 +348,41 @@ int main(int argc, char **argv)
 
 	if (argv[0] && strrchr(argv[0], '/'))
 		argv0 = strrchr(argv[0], '/') + 1;
-	while ((c = getopt_long(argc, argv, "+m:l:sS:f:w:r:Fp:t:nVh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+m:l:sS:f:w:r:g:L:Fp:t:nVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			set_word("SAFE_MR_MODE", optarg, modes, "bounce, auto, off");
+			set_word("mode", "SAFE_MR_MODE", optarg, modes, "bounce, auto, off");
 			mode_off = !strcasecmp(optarg, "off");
 			break;
 		case 'l':
-			set_word("SAFE_MR_LOG", optarg, levels, "error, warn, info, debug");
+			set_word("log", "SAFE_MR_LOG", optarg, levels, "error, warn, info, debug");
 			break;
 		case 's':
 			setenv("SAFE_MR_STATS", "1", 1);
 			break;
 		case 'S':
-			setenv("SAFE_MR_STATS_FILE", optarg, 1);
+			set_template("stats-file", "SAFE_MR_STATS_FILE", optarg);
 			setenv("SAFE_MR_STATS", "1", 1);
 			break;
 		case 'f': {
 			unsigned long ms = strtoul(optarg, &end, 10);
 
-			if (*optarg < '0' || *optarg > '9' || *end || ms > 3600000) {
-				fprintf(stderr, "%s: --flush-ms=%s: milliseconds, 0 to 3600000\n",
-					argv0, optarg);
-				return 2;
-			}
+			if (*optarg < '0' || *optarg > '9' || *end || ms > 3600000)
+				bad_value("flush-ms", optarg, "milliseconds, 0 to 3600000");
 			setenv("SAFE_MR_FLUSH_MS", optarg, 1);
 			break;
 		}
 		case 'w':
-			set_word("SAFE_MR_WRITEBACK", optarg, wbs, "auto, io_uring, pwrite");
+			set_word("writeback", "SAFE_MR_WRITEBACK", optarg, wbs, "auto, io_uring, pwrite");
 			break;
 		case 'r':
-			set_word("SAFE_MR_RESERVE", optarg, reserves, "auto, off");
+			set_word("reserve", "SAFE_MR_RESERVE", optarg, reserves, "auto, off");
+			break;
+		case 'g':
+			set_word("guardian", "SAFE_MR_GUARDIAN", optarg, guardians, "on, off, require");
+			break;
+		case 'L':
+			set_template("log-file", "SAFE_MR_LOG_FILE", optarg);
 			break;
 		case 'F':
 			fabric = true;
@@ -346,10 +392,8 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			timeout = strtod(optarg, &end);
-			if (*end || !(timeout > 0)) {
-				fprintf(stderr, "%s: --check-timeout=%s: seconds > 0\n", argv0, optarg);
-				return 2;
-			}
+			if (end == optarg || *end || !(timeout > 0) || timeout > 86400)
+				bad_value("check-timeout", optarg, "seconds, more than 0");
 			break;
 		case 'n':
 			dry = true;
@@ -360,14 +404,15 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
-		default:
-			usage(stderr);
-			return 2;
+		default:	/* getopt said what */
+			fprintf(stderr, "Try '%s --help' for more information.\n", argv0);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind >= argc) {
-		usage(stderr);
-		return 2;
+		fprintf(stderr, "%s: no program to run\nTry '%s --help' for more information.\n",
+			argv0, argv0);
+		return EXIT_USAGE;
 	}
 
 	/* What safe_mr would do must be safe_mr's default or asked for here. */
@@ -383,7 +428,7 @@ int main(int argc, char **argv)
 	}
 	if ((err = smt_find_program(argv[optind], prog, sizeof(prog)))) {
 		fprintf(stderr, "%s: %s: %s\n", argv0, argv[optind], strerror(err));
-		return 127;
+		return err == ENOENT || err == ENOTDIR ? EXIT_NOTFOUND : EXIT_REFUSED;
 	}
 	if ((reason = smt_preflight(prog, preload, why, sizeof(why))))
 		refuse("%s", reason);
@@ -405,7 +450,8 @@ int main(int argc, char **argv)
 	if (dry) {
 		static const char *const vars[] = { "LD_PRELOAD", "FI_HOOK", "FI_PROVIDER_PATH",
 			"SAFE_MR_MODE", "SAFE_MR_LOG", "SAFE_MR_STATS", "SAFE_MR_STATS_FILE",
-			"SAFE_MR_FLUSH_MS", "SAFE_MR_WRITEBACK", "SAFE_MR_RESERVE" };
+			"SAFE_MR_FLUSH_MS", "SAFE_MR_WRITEBACK", "SAFE_MR_RESERVE",
+			"SAFE_MR_GUARDIAN", "SAFE_MR_LOG_FILE" };
 
 		for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 			if (getenv(vars[i]) && (fabric || strncmp(vars[i], "FI_", 3)))
@@ -451,7 +497,7 @@ int main(int argc, char **argv)
 	if (c == (int)sizeof(err)) {
 		waitpid(child, &status, 0);
 		fprintf(stderr, "%s: %s: %s\n", argv0, prog, strerror(err));
-		return err == ENOENT ? 127 : 126;
+		return err == ENOENT ? EXIT_NOTFOUND : EXIT_REFUSED;
 	}
 	reason = await_report(pfd[0], child, timeout, report, sizeof(report));
 	close(pfd[0]);

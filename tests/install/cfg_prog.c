@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* cfg_prog [register]: links libsafe_mr; says "main" on stderr when main
- * starts (so a test can tell start-up messages from later ones) and with
- * "register" makes one registration (a range hold on anonymous memory:
- * no NIC needed), so that it counts as a process that registered. */
+/* cfg_prog [register [N]]: links libsafe_mr; says "main" on stderr when
+ * main starts (so a test can tell start-up messages from later ones) and
+ * with "register" makes one registration (a range hold on anonymous memory:
+ * no NIC needed), so that it counts as a process that registered; then N
+ * registrations that fail (EFAULT: memory that is no longer mapped). */
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -26,6 +28,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		safe_mr_range_release(r);
+		munmap(p, 4096);
+		for (int i = argc > 2 ? atoi(argv[2]) : 0; i > 0; i--)
+			if (!safe_mr_range_acquire(p, 4096, 0, NULL, &r)) {
+				fprintf(stderr, "unmapped memory registered\n");
+				return 1;
+			}
 	}
 	return 0;
 }

@@ -10,6 +10,7 @@ fail=0
 dir=$(mktemp -d "${TMPDIR:-/tmp}/safe_mr-config.XXXXXX") || exit 1
 trap 'rm -rf "$dir"' EXIT
 unset SAFE_MR_MODE SAFE_MR_LOG SAFE_MR_STATS SAFE_MR_STATS_FILE SAFE_MR_FLUSH_MS SAFE_MR_WRITEBACK
+unset SAFE_MR_LOG_FILE SAFE_MR_GUARDIAN SAFE_MR_RESERVE
 unset OMPI_COMM_WORLD_RANK PMI_RANK PMIX_RANK SLURM_PROCID
 
 ok() { echo "ok: $*"; }
@@ -79,4 +80,39 @@ out=$(env SAFE_MR_STATS_FILE="$dir/no/such/dir/%p" "$prog" register 2>&1)
 printf '%s\n' "$out" | grep -q 'SAFE_MR_STATS_FILE: cannot open' &&
 	printf '%s\n' "$out" | grep -q '^safe_mr: stats pid=' && ok "unwritable stats file: stderr, with the reason" ||
 	{ bad "unwritable stats file:"; printf '%s\n' "$out"; }
+# The stats line: failed registrations apart, guard_failures, host, rank.
+out=$(env SAFE_MR_STATS=1 SLURM_PROCID=12 "$prog" register 5 2>&1)
+host=$(hostname)
+if printf '%s\n' "$out" | grep -qE "^safe_mr: stats pid=[0-9]+ registrations=1 .* failed_registrations=5 guard_failures=0 .*host=$host rank=12 time=[0-9-]+T[0-9:.]+Z\$"; then
+	ok "stats line: 1 registration, 5 failed apart, guard_failures, host and rank"
+else bad "stats line:"; printf '%s\n' "$out"; fi
+
+# Log lines: time, host, rank, pid; the info line at start.
+out=$(env SAFE_MR_LOG=info PMIX_RANK=4 SAFE_MR_GUARDIAN=off "$prog" 2>&1)
+if printf '%s\n' "$out" | head -1 | grep -qE "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z $host rank=4 safe_mr\\[[0-9]+\\]: info: safe_mr active: mode=bounce, linked, protector: none \\(SAFE_MR_GUARDIAN=off\\)\$"; then
+	ok "info line at start (before main): time, host, rank, pid; mode, linked, protector"
+else bad "no 'safe_mr active' line at start:"; printf '%s\n' "$out"; fi
+out=$(env SAFE_MR_LOG=info SAFE_MR_MODE=auto "$prog" 2>&1)
+printf '%s\n' "$out" | grep -q " rank=none safe_mr\\[[0-9]*\\]: info: safe_mr active: mode=auto, linked, protector: guardian " &&
+	ok "info line: mode auto, guardian, no rank" || { bad "info line (auto):"; printf '%s\n' "$out"; }
+out=$(env SAFE_MR_MODE=bogus OMPI_COMM_WORLD_RANK=9 "$prog" 2>&1)
+printf '%s\n' "$out" | grep -qE "Z $host rank=9 safe_mr\\[[0-9]+\\]: warn: ignoring SAFE_MR_MODE=bogus" &&
+	ok "warnings carry host and rank (Open MPI)" || { bad "warning line:"; printf '%s\n' "$out"; }
+out=$(env SAFE_MR_LOG=info PMI_RANK=2 "$prog" 2>&1)
+printf '%s\n' "$out" | grep -q " rank=2 safe_mr" && ok "rank from PMI_RANK (MPICH)" ||
+	{ bad "PMI_RANK:"; printf '%s\n' "$out"; }
+
+# SAFE_MR_LOG_FILE: %h %p %r as the stats file; nothing on stderr.
+out=$(env SAFE_MR_LOG=info SAFE_MR_MODE=bogus SLURM_PROCID=5 SAFE_MR_LOG_FILE="$dir/log.%h.%r.%p" \
+	sh -c 'echo "pid $$"; exec "$0"' "$prog" 2>&1)
+pid=$(printf '%s\n' "$out" | sed -n 's/^pid //p')
+f="$dir/log.$host.5.$pid"
+if [ -f "$f" ] && grep -q "rank=5 safe_mr\\[$pid\\]: info: safe_mr active" "$f" &&
+   grep -q "rank=5 safe_mr\\[$pid\\]: warn: ignoring SAFE_MR_MODE=bogus" "$f" &&
+   ! printf '%s\n' "$out" | grep -q 'safe_mr\['; then
+	ok "SAFE_MR_LOG_FILE: lines in $f, none on stderr"
+else bad "SAFE_MR_LOG_FILE: $f:"; ls "$dir"; cat "$f" 2>/dev/null; printf '%s\n' "$out"; fi
+out=$(env 'SAFE_MR_LOG_FILE=/x/%q' "$prog" 2>&1)
+line_before "$out" "ignoring SAFE_MR_LOG_FILE=/x/[%]q: not a valid value .accepted: " &&
+	ok "bad SAFE_MR_LOG_FILE reported on stderr" || { bad "bad SAFE_MR_LOG_FILE:"; printf '%s\n' "$out"; }
 exit $fail

@@ -32,6 +32,11 @@ if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -qxF "LD_PRELOAD=$want" &&
 	ok "runs with LD_PRELOAD=$want, preload mapped, check variable consumed"
 else bad "protected run (rc $rc):"; show "$out"; fi
 
+# The engine says, at info level, that it is active through the preload.
+out=$("$run" --log=info --guardian=off -- true 2>&1)
+printf '%s\n' "$out" | grep -q 'safe_mr\[[0-9]*\]: info: safe_mr active: mode=bounce, preload, protector: none (SAFE_MR_GUARDIAN=off)' &&
+	ok "info line: active through the preload" || { bad "no 'safe_mr active ... preload' line:"; show "$out"; }
+
 # An LD_PRELOAD already set is kept, after ours (or after the ASan runtime).
 out=$(LD_PRELOAD=${base_preload:+$base_preload:}$engine "$run" -- sh -c 'echo "LD_PRELOAD=$LD_PRELOAD"' 2>&1)
 printf '%s\n' "$out" | grep -qxF "LD_PRELOAD=${base_preload:+$base_preload:}$preload:$engine" &&
@@ -52,17 +57,24 @@ rm -f "$dir/pid"
 
 # 3. Options become SAFE_MR_* variables; bad values are refused up front.
 out=$("$run" --mode=auto --log=info --stats --flush-ms=50 --writeback=pwrite --reserve=off \
-	--stats-file="$dir/s.%p" -- env 2>&1)
+	--guardian=off --stats-file="$dir/s.%p" --log-file="$dir/l.%h.%r" -- env 2>&1)
 for v in SAFE_MR_MODE=auto SAFE_MR_LOG=info SAFE_MR_STATS=1 SAFE_MR_FLUSH_MS=50 \
-	 SAFE_MR_WRITEBACK=pwrite SAFE_MR_RESERVE=off "SAFE_MR_STATS_FILE=$dir/s.%p"; do
+	 SAFE_MR_WRITEBACK=pwrite SAFE_MR_RESERVE=off SAFE_MR_GUARDIAN=off \
+	 "SAFE_MR_STATS_FILE=$dir/s.%p" "SAFE_MR_LOG_FILE=$dir/l.%h.%r"; do
 	printf '%s\n' "$out" | grep -qxF "$v" || { bad "option did not set $v"; show "$out"; }
 done
-ok "options set SAFE_MR_MODE/LOG/STATS/FLUSH_MS/WRITEBACK/RESERVE/STATS_FILE"
+ok "options set SAFE_MR_MODE/LOG/STATS/FLUSH_MS/WRITEBACK/RESERVE/GUARDIAN/STATS_FILE/LOG_FILE"
+# Usage errors: 125 (as env), the option named, and a pointer to --help.
 for o in --mode=fast --log=loud --flush-ms=soon --writeback=aio --reserve=always \
-	--check-timeout=0; do
-	"$run" "$o" -- true 2>/dev/null; rc=$?
-	[ $rc -eq 2 ] && ok "$o refused (2)" || bad "$o: exit $rc, want 2"
+	--guardian=maybe --check-timeout=0 --stats-file=s.%q --log-file=l.% --bogus; do
+	out=$("$run" "$o" -- true 2>&1); rc=$?
+	if [ $rc -eq 125 ] && printf '%s\n' "$out" | grep -qF -- "${o%%=*}" &&
+	   printf '%s\n' "$out" | tail -1 | grep -q "^Try 'safe_mr-run --help'"; then
+		ok "$o refused (125), named, 'Try --help'"
+	else bad "$o: exit $rc, want 125, the option and 'Try --help':"; show "$out"; fi
 done
+out=$("$run" 2>&1); rc=$?
+[ $rc -eq 125 ] && ok "no program: 125" || { bad "no program: exit $rc"; show "$out"; }
 
 # 4. Refusals before anything runs: exit 126 and the reason.
 expect_refusal() { # NAME REGEX CMD...
@@ -76,13 +88,33 @@ if [ "$(id -u)" = 0 ]; then
 	cp "$prog" "$dir/suid" && chown nobody "$dir/suid" && chmod 4755 "$dir/suid"
 	expect_refusal "setuid program" "set-user/group-ID: the dynamic loader ignores" "$run" -- "$dir/suid"
 else
-	bad "not root: cannot make a setuid program to test the refusal"
+	echo "skip: not root: cannot make a setuid program to test the refusal"
 fi
 expect_refusal "missing preload" "the preload $dir/none.so: No such file" "$run" --preload="$dir/none.so" -- true
 expect_refusal "SAFE_MR_MODE=off inherited" "SAFE_MR_MODE=off is set in the environment" env SAFE_MR_MODE=off "$run" -- true
 out=$("$run" --mode=off -- true 2>&1) && ok "--mode=off asked for: runs" || { bad "--mode=off:"; show "$out"; }
 "$run" -- "$dir/nonexistent" 2>/dev/null; rc=$?
 [ $rc -eq 127 ] && ok "no such program: 127" || bad "no such program: exit $rc"
+"$run" -- no-such-program-anywhere 2>/dev/null; rc=$?
+[ $rc -eq 127 ] && ok "no such program in PATH: 127" || bad "no such program in PATH: exit $rc"
+# Exists but cannot be executed: 126, as the shell says.
+printf 'data\n' > "$dir/notexec"
+chmod 644 "$dir/notexec"
+out=$("$run" -- "$dir/notexec" 2>&1); rc=$?
+[ $rc -eq 126 ] && ok "not executable: 126" || { bad "not executable: exit $rc, want 126"; show "$out"; }
+# A script whose #! interpreter is missing: the message names the script.
+printf '#!%s/no-interp\necho hi\n' "$dir" > "$dir/script"; chmod 755 "$dir/script"
+out=$("$run" -- "$dir/script" 2>&1); rc=$?
+[ $rc -eq 126 ] && printf '%s\n' "$out" | grep -qF "$dir/script: its #! interpreter $dir/no-interp: No such file" &&
+	ok "missing #! interpreter: 126, names the script" || { bad "missing interpreter: exit $rc"; show "$out"; }
+# Another architecture, by name (a 32-bit x86 program, where gcc can build one).
+if [ "$(uname -m)" = x86_64 ] && printf 'int main(void){return 0;}\n' |
+	cc -m32 -x c -o "$dir/prog32" - 2>/dev/null; then
+	expect_refusal "32-bit program" "prog32 is built for i386 \\(32-bit x86\\), the preload for x86-64" \
+		"$run" -- "$dir/prog32"
+else
+	echo "skip: no 32-bit x86 compiler (gcc-multilib): architecture names untested"
+fi
 
 # 5. The runtime check.  A library that is not the preload loads fine and
 # never reports: the program is stopped, nothing stays behind.

@@ -41,13 +41,19 @@ else
 fi
 [ -f "$copy/debian/rules" ] || { echo "FAIL: no debian/rules in the copy"; exit 1; }
 
+# The source package: the upstream tarball is the tree without debian/.
+tar -C "$tmp" --exclude="safe-mr-$version/debian" -czf "$tmp/safe-mr_$version.orig.tar.gz" "safe-mr-$version"
+if out=$(cd "$copy" && dpkg-source --build . 2>&1) && [ -f "$tmp/safe-mr_$deb_version.dsc" ]; then
+	ok "dpkg-source --build: safe-mr_$deb_version.dsc"
+else bad "dpkg-source --build:"; show "$out"; fi
+
 jobs=$(nproc); [ "$jobs" -gt 2 ] && jobs=2
 if (cd "$copy" && DEB_BUILD_OPTIONS="parallel=$jobs" dpkg-buildpackage -b -us -uc) >"$tmp/build.log" 2>&1; then
 	ok "dpkg-buildpackage -b -us -uc"
 else
 	bad "dpkg-buildpackage failed:"; tail -n 40 "$tmp/build.log"; exit 1
 fi
-for p in libsafe-mr0 libsafe-mr-dev safe-mr-tools libfabric-safe-mr; do
+for p in libsafe-mr0 libsafe-mr-dev libsafe-mr-preload safe-mr-tools libfabric-safe-mr; do
 	[ -f "$tmp/${p}_${deb_version}_$(dpkg --print-architecture).deb" ] && ok "built $p" || bad "no package $p"
 done
 for f in debian/files debian/.debhelper obj-*; do
@@ -63,6 +69,19 @@ if command -v lintian >/dev/null; then
 else
 	bad "lintian not found (Debian: apt-get install lintian)"
 fi
+
+arch=$(dpkg --print-architecture)
+ma=$(dpkg-deb -f "$tmp/libsafe-mr-preload_${deb_version}_$arch.deb" Multi-Arch 2>&1)
+files=$(dpkg-deb -c "$tmp/libsafe-mr-preload_${deb_version}_$arch.deb" 2>&1)
+[ "$ma" = same ] && printf '%s\n' "$files" | grep -q '/safe_mr/libsafe_mr_preload.so$' &&
+	ok "the preload in libsafe-mr-preload, Multi-Arch: same" || { bad "libsafe-mr-preload ($ma):"; show "$files"; }
+docs=$(dpkg-deb -c "$tmp/libsafe-mr0_${deb_version}_$arch.deb"; dpkg-deb -c "$tmp/libfabric-safe-mr_${deb_version}_$arch.deb")
+for d in libsafe-mr0/README.md libsafe-mr0/benchmarks.md libfabric-safe-mr/README.md; do
+	printf '%s\n' "$docs" | grep -q "/usr/share/doc/$d" && ok "documentation: /usr/share/doc/$d" ||
+		bad "no /usr/share/doc/$d"
+done
+dpkg-deb -c "$tmp/safe-mr-tools_${deb_version}_$arch.deb" | grep -q '/usr/share/bash-completion/completions/safe_mr-run$' &&
+	ok "safe-mr-tools: bash completion" || bad "safe-mr-tools has no bash completion"
 
 debs=$(ls "$tmp"/*.deb | grep -v dbgsym)
 # shellcheck disable=SC2086

@@ -5,7 +5,11 @@
 set -u
 prog=$1
 command -v setpriv >/dev/null || { echo "FAIL: setpriv (util-linux) missing"; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "FAIL: needs root to make a setuid binary"; exit 1; }
+# Without root: skipped, as tu_require_root does (a failure under CI).
+if [ "$(id -u)" != 0 ]; then
+	[ -n "${CI:-}" ] && { echo "FAIL: needs root to make a setuid binary"; exit 1; }
+	echo "SKIP: needs root to make a setuid binary"; exit 77
+fi
 dir=$(mktemp -d /var/tmp/safe_mr_setuid.XXXXXX) || exit 1
 trap 'rm -rf "$dir"' EXIT
 chmod 755 "$dir"
