@@ -253,12 +253,14 @@ static int64_t now_ms(void)
 	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* Wait until everything sent is acked, at most SMG_ACK_MS (not at all
- * while the guardian is known to be late): 0, ETIMEDOUT (late: we go on,
- * it catches up), or EPIPE (gone). */
+/* Wait until everything sent is acked, at most SMG_ACK_MS (SMG_LATE_MS
+ * while the guardian is known to be late: long enough for one that caught
+ * up to answer, so the umount promise comes back with it): 0, ETIMEDOUT
+ * (late: we go on, it catches up), or EPIPE (gone). */
+#define SMG_LATE_MS 50
 static int wait_acks(void)
 {
-	int64_t end = now_ms() + (late_said ? 0 : SMG_ACK_MS);
+	int64_t end = now_ms() + (late_said ? SMG_LATE_MS : SMG_ACK_MS);
 
 	for (;;) {
 		struct pollfd p = { .fd = sock, .events = POLLIN };

@@ -213,7 +213,43 @@ static void late_target(int up, int down)
 	nic_fill(&lc, 4, 'C');
 	say(up, 'c');		/* the test lets the guardian run again */
 	hear(down, 'x');
+	/* Caught up: a file's last shadow goes, and the guardian holds it
+	 * no more when the call returns (the umount promise is back). */
+	{
+		struct reg ld;
+
+		reg_file(&ld, 1, 54);
+		if (safe_mr_dereg_mr(ld.mr))
+			_exit(86);
+	}
+	say(up, 'd');
+	hear(down, 'y');
 	exit(0);		/* the exit sync point: C is written, clean word */
+}
+
+/* Does g hold a descriptor of path? */
+static bool guardian_holds(pid_t g, const char *path)
+{
+	char dir[64], f[400], l[600];
+	struct dirent *e;
+	bool held = false;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)g);
+	if (!(d = opendir(dir)))
+		return false;
+	while ((e = readdir(d))) {
+		ssize_t n;
+
+		snprintf(f, sizeof(f), "%s/%s", dir, e->d_name);
+		n = readlink(f, l, sizeof(l) - 1);
+		if (n > 0) {
+			l[n] = 0;
+			held |= !strcmp(l, path);
+		}
+	}
+	closedir(d);
+	return held;
 }
 
 START_TEST(late_not_dead)
@@ -229,6 +265,15 @@ START_TEST(late_not_dead)
 	ck_assert_int_eq(kill(g, SIGCONT), 0);
 	usleep(200000);		/* whatever it does with what it read, it does now */
 	say(down, 'x');
+	hear(up, 'd');
+	{
+		char dpath[600];
+
+		snprintf(dpath, sizeof(dpath), "%s/file54-%d-3", tu_dir, (int)t);
+		ck_assert_msg(!guardian_holds(g, dpath),
+			      "the guardian caught up but still holds a file deregistered since");
+	}
+	say(down, 'y');
 	st = target_status(t);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "target status %#x", st);
 	ck_assert_int_eq(reap(g), 0);	/* a clean exit: it wrote nothing */
