@@ -31,6 +31,7 @@ struct pid_facts {
 	char mode[32];
 	int guardian;			/* its pid, or 0 */
 	unsigned long long shadow_bytes;
+	bool pid1;			/* PID 1 of its own PID namespace */
 };
 
 static int read_maps(int pid, struct pid_facts *f)
@@ -125,6 +126,25 @@ static int find_guardian(int pid)
 	return found;
 }
 
+/* PID 1 of its PID namespace (the last NSpid is 1): when it dies the
+ * kernel kills the namespace, a guardian too, so it gets none. */
+static bool read_pid1(int pid)
+{
+	char path[64], buf[4096], *l, *end, *last = NULL;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	if (slurp(path, buf, sizeof(buf)) <= 0 || !(l = strstr(buf, "\nNSpid:")))
+		return pid == 1;
+	l += 7;
+	end = strchr(l, '\n');
+	if (end)
+		*end = 0;
+	for (char *p = l; *p; p++)
+		if (isdigit((unsigned char)*p) && (p == l || !isdigit((unsigned char)p[-1])))
+			last = p;
+	return last && atoi(last) == 1;
+}
+
 int smt_pid_check(int pid, struct smt_json *j)
 {
 	struct pid_facts f = { 0 };
@@ -146,6 +166,7 @@ int smt_pid_check(int pid, struct smt_json *j)
 	}
 	read_mode(pid, &f);
 	f.guardian = find_guardian(pid);
+	f.pid1 = read_pid1(pid);
 	loaded = f.preload ? "preload" : f.hook ? "libfabric hook" : f.linked ? "linked" : NULL;
 	if (f.guardian)
 		snprintf(protector, sizeof(protector), "guardian (pid %d)", f.guardian);
@@ -155,6 +176,10 @@ int smt_pid_check(int pid, struct smt_json *j)
 		why = "safe_mr is not loaded in it";
 	else if (!strcasecmp(f.mode, "off"))
 		why = "SAFE_MR_MODE=off: registrations pass through";
+	else if (f.pid1)
+		why = "it is PID 1 of its PID namespace: no guardian can outlive it (the "
+		      "kernel kills the namespace with it), so a crash loses what changed since "
+		      "the last sync point";
 	else if (f.shadow_bytes && !f.guardian)
 		why = "it has shadows and no guardian: a crash loses what changed since the "
 		      "last sync point";
@@ -170,6 +195,7 @@ int smt_pid_check(int pid, struct smt_json *j)
 		else
 			smt_json_str(j, "guardian_pid", NULL);
 		smt_json_str(j, "node_service", "none");
+		smt_json_bool(j, "pid_namespace_init", f.pid1);
 		smt_json_int(j, "bytes_shadowed", (long long)f.shadow_bytes);
 		smt_json_str(j, "writeback_pending", NULL);
 		smt_json_str(j, "writeback_pending_note", "not shown: only the engine and its "

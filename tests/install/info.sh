@@ -187,6 +187,22 @@ assert p["safe_mr"] == "preload" and p["protector"] == "guardian" and p["verdict
 assert p["node_service"] == "none" and p["writeback_pending"] is None and p["bytes_shadowed"] == 0, p
 ' && ok "--json --pid" || bad "--json --pid"
 kill "$p1" "$p2" "$p3" "$g" 2>/dev/null; wait 2>/dev/null; rm -rf "$gdir"
+# PID 1 of its own PID namespace (a container without an init): no
+# guardian can outlive it, so it is not protected, and says why.
+if [ "$(id -u)" = 0 ] && unshare --pid --fork true 2>/dev/null; then
+	unshare --pid --fork env LD_PRELOAD="$preload" sleep 60 & u=$!
+	sleep 0.5
+	p4=$(cat /proc/$u/task/$u/children 2>/dev/null | tr -d ' ')
+	o=$("$info" --pid "$p4" 2>&1); rc=$?
+	[ $rc -eq 1 ] && printf '%s\n' "$o" | tail -1 | grep -q '^  not protected: it is PID 1 of its PID namespace' &&
+		ok "--pid: PID 1 of a PID namespace: not protected, and why" ||
+		{ bad "--pid of a namespace's PID 1 ($p4, exit $rc):"; show "$o"; }
+	kill -KILL "$p4" "$u" 2>/dev/null; wait 2>/dev/null	# PID 1 takes only SIGKILL from outside
+elif [ -n "${CI:-}" ]; then
+	bad "--pid of a namespace's PID 1: needs root and unshare"
+else
+	echo "SKIP: --pid of a namespace's PID 1 (needs root)"
+fi
 o=$("$info" --pid 999999999 2>&1); rc=$?
 [ $rc -eq 1 ] && printf "%s\n" "$o" | grep -q "^safe_mr-info: --pid 999999999: /proc/999999999/maps: No such file" && ok "--pid of nothing: 1, reason on stderr" || { bad "--pid 999999999: exit $rc"; show "$o"; }
 exit $fail
