@@ -158,7 +158,21 @@ static bool pin_current(const struct mmr *m, int i)
 	       g >= 0 && g < NG && pg[g].mapped && pg[g].sh == s;
 }
 
-/* May the CPU write byte range [o, o+len) of page g? */
+/* Is there a shadow of page g's file page, other than the one mapped at
+ * g, whose last writeback may or may not have happened?  A write to the
+ * file page then has an open outcome (see file_clean). */
+static bool twin_unsure(int g)
+{
+	for (int i = 0; i < NSH; i++)
+		if (shs[i].live && i != pg[g].sh && shs[i].f == g_file(g) &&
+		    shs[i].fp == g_fp(g) && shs[i].unsynced_maybe)
+			return true;
+	return false;
+}
+
+/* May the CPU write byte range [o, o+len) of page g?  A store to a file
+ * mapping is a write to the file page, as pwrite is: the same rule as
+ * file_clean, for that page. */
 static bool cpu_ok(int g, size_t o, size_t len)
 {
 	int f = g_file(g), fp = g_fp(g);
@@ -167,7 +181,8 @@ static bool cpu_ok(int g, size_t o, size_t len)
 		return false;
 	if (pg[g].sh >= 0)
 		return true;
-	return !mf[f].unk[fp] && !mf[f].poisoned[fp] && (size_t)fp * PS + o + len <= mf[f].size;
+	return !mf[f].unk[fp] && !mf[f].poisoned[fp] && !twin_unsure(g) &&
+	       (size_t)fp * PS + o + len <= mf[f].size;
 }
 
 /* Apply a CPU store of `len` bytes at page g offset o to the model. */
@@ -334,7 +349,7 @@ static void race_pick(int g0, int n, bool dereg)
 		 * mapping back under the store */
 		if (g < 0 || g >= NG || !cpu_ok(g, o, 8) ||
 		    (size_t)g_fp(g) * PS + o + 8 > mf[g_file(g)].size ||
-		    (dereg && !shadow_is_file(g)) || dirty_twin(g))
+		    (dereg && !shadow_is_file(g)) || dirty_twin(g) || twin_unsure(g))
 			continue;
 		slots[nslots].addr = g_addr(g) + o;
 		tag_fill(slots[nslots].val, (uintptr_t)g_addr(g), 8);
@@ -426,6 +441,7 @@ static void op_reg(void)
 			 * the shadow after it; the file page is unknown */
 			shs[pg[g].sh].maybe = true;
 			mf[g_file(g)].unk[g_fp(g)] = true;
+			external_write(g_file(g), (size_t)g_fp(g), (size_t)g_fp(g) + 1);
 		}
 	}
 	check_pages(g0, n);
@@ -480,6 +496,9 @@ static void op_dereg(int k)
 			 * dereg's writeback */
 			shs[pg[g].sh].maybe = true;
 			mf[g_file(g)].unk[g_fp(g)] = true;
+		} else if (pg[g].sh < 0) {
+			/* restored: the store may have hit the file page */
+			external_write(g_file(g), (size_t)g_fp(g), (size_t)g_fp(g) + 1);
 		}
 	}
 	absorb(&c, files, hit, true, -1);
@@ -591,6 +610,8 @@ static void op_cpu_write(void)
 	note("CPU write page %d +%zu len %zu", g, o, len);
 	memcpy(g_addr(g) + o, buf, len);
 	model_store(g, o, buf, len);
+	if (pg[g].sh < 0)	/* through the file mapping: a write to the file */
+		external_write(g_file(g), (size_t)g_fp(g), (size_t)g_fp(g) + 1);
 	check_page(g);
 }
 

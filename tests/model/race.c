@@ -5,6 +5,8 @@
  * Each place is written once, so each value must be in memory at the end;
  * a store the engine loses (set-up or restore racing the CPU) is visible. */
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -14,6 +16,7 @@ static struct race_slot slots[8];
 static unsigned int pause_spins[8];
 static int nslots;
 static pthread_t thr;
+static bool started;
 
 /* Not instrumented by ThreadSanitizer: these stores race the engine's
  * MAP_FIXED swaps on purpose (an application may store while another
@@ -37,11 +40,17 @@ void race_start(const struct race_slot *s, int n)
 	memcpy(slots, s, (size_t)nslots * sizeof(*s));
 	for (int k = 0; k < nslots; k++)
 		pause_spins[k] = rn(4) ? rn(30000) : 0;
-	if (pthread_create(&thr, NULL, racer, NULL))
+	/* MODEL_RACE_BEFORE: every store lands before the call (one timing
+	 * of the race, made deterministic to reproduce a divergence). */
+	started = !getenv("MODEL_RACE_BEFORE");
+	if (!started)
+		racer(NULL);
+	else if (pthread_create(&thr, NULL, racer, NULL))
 		fail("pthread_create failed");
 }
 
 void race_stop(void)
 {
-	pthread_join(thr, NULL);
+	if (started)
+		pthread_join(thr, NULL);
 }

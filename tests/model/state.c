@@ -94,7 +94,11 @@ void model_wb(const int *sel, int n, const bool hit[NF])
 		if (dup || !s->live || !sh_dirty(s) || off >= m->size)
 			continue;	/* clean, or past EOF: never written */
 		if (hit && hit[s->f]) {
+			/* Written or not: if it was, the engine cleared its
+			 * force (and a good flush in the call made it durable),
+			 * so a forced page is no more sure to be rewritten. */
 			s->maybe = true;
+			s->force = false;
 			m->unk[s->fp] = true;
 			continue;
 		}
