@@ -297,6 +297,8 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	}
 	sm_guard_chunk_new(c);
 	sm_chunk_link(c);
+	/* A shrink since the last look must not cut the pages filled now. */
+	sm_file_eof(f);
 	for (size_t i = 0; i < npages && !err; i += SM_SLICE_PAGES)
 		err = fill_slice(c, i, npages - i < SM_SLICE_PAGES ? npages - i : SM_SLICE_PAGES,
 				 racy);
@@ -592,8 +594,7 @@ int sm_reshadow_run(struct sm_chunk *c, size_t first, size_t count)
 bool sm_page_finished(struct sm_chunk *c, size_t i)
 {
 	struct sm_page *pg = &c->pg[i];
-	struct stat st;
-	off_t off = c->file_off + (off_t)(i * sm_page_size);
+	off_t off = c->file_off + (off_t)(i * sm_page_size), eof;
 
 	if (!pg->force && pg->hash == sm_page_hash(sm_page_ptr(c, i)))
 		return true;	/* written back */
@@ -601,7 +602,8 @@ bool sm_page_finished(struct sm_chunk *c, size_t i)
 	 * there, and with nobody holding it nothing will ever write it on
 	 * purpose.  Kept, it would land over whatever a later write puts
 	 * there once the file grows again. */
-	if (fstat(c->file->fd, &st) == 0 && off >= st.st_size) {
+	eof = sm_file_eof(c->file);
+	if (eof >= 0 && off >= eof) {
 		sm_info("dropping a changed page at file offset %lld, past the end of file",
 			(long long)off);
 		return true;

@@ -27,6 +27,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "inject.h"
 #include "tutil.h"
 
 /* ------------------------------------------------------------ the hooks */
@@ -194,6 +195,148 @@ START_TEST(late_store_within_eof_kept)
 }
 END_TEST
 
+/* ------------------------------------------- 2: truncate, then regrow */
+
+/* A file of 4 pages, registered; the NIC writes "old!" into every page and
+ * it is written back (durably unless `fail_flush`: then the flush fails
+ * and every page counts as lost: forced). */
+struct reg {
+	char path[600];
+	int fd, other;		/* other: another descriptor, as another process */
+	uint8_t *p;
+	struct ibv_mr *mr;
+};
+
+static void reg_written(struct reg *r, unsigned int seed, bool fail_flush)
+{
+	r->fd = tu_file(4 * ps, seed, r->path, sizeof(r->path));
+	r->other = open(r->path, O_RDWR);
+	ck_assert_int_ge(r->other, 0);
+	r->p = tu_map(r->fd, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	if (fail_flush)
+		ck_assert_msg(inj_install(), "seccomp user notification: %s", strerror(errno));
+	r->mr = safe_mr_reg_mr(tu_pd, r->p, 4 * ps, RW);
+	ck_assert_ptr_nonnull(r->mr);
+	for (size_t i = 0; i < 4; i++)
+		ck_assert_int_eq(fake_nic_write(r->mr, i * ps + 16, "old!", 4), 0);
+	if (fail_flush) {
+		inj_arm(r->fd, INJ_FLUSH, 0, 1, EIO);
+		ck_assert_int_eq(safe_mr_sync(r->mr, 0, 0, SAFE_MR_SYNC_DURABLE), EIO);
+		inj_disarm();
+	} else {
+		ck_assert_int_eq(safe_mr_sync(r->mr, 0, 0, SAFE_MR_SYNC_DURABLE), 0);
+	}
+	tu_assert_file(r->path, 3 * ps + 16, "old!", 4);
+}
+
+static void assert_zeros(const char *path, off_t off, size_t len)
+{
+	uint8_t *z = calloc(1, len);
+
+	tu_assert_file(path, off, z, len);
+	free(z);
+}
+
+static void reg_done(struct reg *r)
+{
+	ck_assert_int_eq(safe_mr_dereg_mr(r->mr), 0);
+	close(r->other);
+	close(r->fd);
+}
+
+/* Written and clean: nothing comes back at any sync point. */
+START_TEST(regrow_clean_pages_stay_zero)
+{
+	struct reg r;
+
+	reg_written(&r, 21, false);
+	ck_assert_int_eq(ftruncate(r.other, (off_t)ps), 0);
+	ck_assert_int_eq(ftruncate(r.other, (off_t)(4 * ps)), 0);
+	ck_assert_int_eq(safe_mr_msync(r.p, 4 * ps, MS_SYNC), 0);
+	ck_assert_int_eq(safe_mr_fsync(r.fd), 0);
+	ck_assert_int_eq(safe_mr_sync(r.mr, 0, 0, SAFE_MR_SYNC_DURABLE), 0);
+	assert_zeros(r.path, (off_t)ps, 3 * ps);
+	reg_done(&r);
+	assert_zeros(r.path, (off_t)ps, 3 * ps);
+	tu_assert_file(r.path, 16, "old!", 4);
+}
+END_TEST
+
+/* The flush failed: pages 0-3 are forced.  A sync point sees the file
+ * shrunk to one page; after the regrow pages 1-3 must stay zero, and page
+ * 0 (within EOF throughout) is still rewritten. */
+START_TEST(regrow_forced_pages_stay_zero)
+{
+	struct reg r;
+
+	reg_written(&r, 22, true);
+	ck_assert_int_eq(ftruncate(r.other, (off_t)ps), 0);
+	ck_assert_int_eq(safe_mr_sync(r.mr, 0, 0, SAFE_MR_SYNC_DURABLE), 0);
+	ck_assert_int_eq(ftruncate(r.other, (off_t)(4 * ps)), 0);
+	ck_assert_int_eq(safe_mr_sync(r.mr, 0, 0, SAFE_MR_SYNC_DURABLE), 0);
+	assert_zeros(r.path, (off_t)ps, 3 * ps);
+	tu_assert_file(r.path, 16, "old!", 4);
+	reg_done(&r);
+	assert_zeros(r.path, (off_t)ps, 3 * ps);
+}
+END_TEST
+
+/* The same when the sync point that sees the shrink is the application's
+ * fsync (on the other descriptor), and the regrow's sync is msync. */
+START_TEST(regrow_forced_fsync_msync)
+{
+	struct reg r;
+
+	reg_written(&r, 23, true);
+	ck_assert_int_eq(ftruncate(r.other, (off_t)(2 * ps)), 0);
+	ck_assert_int_eq(safe_mr_fsync(r.other), 0);
+	ck_assert_int_eq(ftruncate(r.other, (off_t)(4 * ps)), 0);
+	ck_assert_int_eq(safe_mr_msync(r.p, 4 * ps, MS_SYNC), 0);
+	assert_zeros(r.path, (off_t)(2 * ps), 2 * ps);
+	tu_assert_file(r.path, ps + 16, "old!", 4);
+	reg_done(&r);
+	assert_zeros(r.path, (off_t)(2 * ps), 2 * ps);
+}
+END_TEST
+
+/* Changed but not yet written when the file shrank: cut with the file (as
+ * truncate drops a dirty page cache page), not written after the regrow. */
+START_TEST(regrow_unwritten_change_cut)
+{
+	struct reg r;
+
+	reg_written(&r, 24, false);
+	ck_assert_int_eq(fake_nic_write(r.mr, 2 * ps + 32, "cut!", 4), 0);
+	ck_assert_int_eq(ftruncate(r.other, (off_t)ps), 0);
+	ck_assert_int_eq(safe_mr_sync(r.mr, 0, 0, 0), 0);
+	ck_assert_int_eq(ftruncate(r.other, (off_t)(4 * ps)), 0);
+	ck_assert_int_eq(safe_mr_sync(r.mr, 0, 0, SAFE_MR_SYNC_DURABLE), 0);
+	assert_zeros(r.path, (off_t)ps, 3 * ps);
+	reg_done(&r);
+	assert_zeros(r.path, (off_t)ps, 3 * ps);
+}
+END_TEST
+
+/* Changed after the shrink was seen: written once the file is long enough
+ * again (the whole page: page granularity), the others stay zero. */
+START_TEST(regrow_change_after_shrink_written)
+{
+	struct reg r;
+
+	reg_written(&r, 25, true);
+	ck_assert_int_eq(ftruncate(r.other, (off_t)ps), 0);
+	ck_assert_int_eq(safe_mr_sync(r.mr, 0, 0, SAFE_MR_SYNC_DURABLE), 0);
+	ck_assert_int_eq(fake_nic_write(r.mr, 2 * ps + 32, "new!", 4), 0);
+	ck_assert_int_eq(ftruncate(r.other, (off_t)(4 * ps)), 0);
+	ck_assert_int_eq(safe_mr_sync(r.mr, 0, 0, SAFE_MR_SYNC_DURABLE), 0);
+	tu_assert_file(r.path, 2 * ps + 32, "new!", 4);
+	tu_assert_file(r.path, 2 * ps + 16, "old!", 4);	/* the shadow's page */
+	assert_zeros(r.path, (off_t)ps, ps);
+	assert_zeros(r.path, (off_t)(3 * ps), ps);
+	reg_done(&r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("truncate");
@@ -202,6 +345,13 @@ int main(void)
 	tcase_add_test(tc, shrink_after_size_check);
 	tcase_add_test(tc, shrink_between_read_and_write);
 	tcase_add_test(tc, late_store_within_eof_kept);
+	suite_add_tcase(s, tc);
+	tc = tu_tcase("regrow");
+	tcase_add_test(tc, regrow_clean_pages_stay_zero);
+	tcase_add_test(tc, regrow_forced_pages_stay_zero);
+	tcase_add_test(tc, regrow_forced_fsync_msync);
+	tcase_add_test(tc, regrow_unwritten_change_cut);
+	tcase_add_test(tc, regrow_change_after_shrink_written);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
