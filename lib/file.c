@@ -207,6 +207,7 @@ static int classify_new(const struct sm_vma *v, bool write, enum sm_backing *kin
 		f->writable = write;
 		f->dax = sm_fd_is_dax(fd);
 		f->fs_magic = (long)sfs.f_type;
+		f->eof_seen = st.st_size;
 		f->next = files;
 		if (files)
 			files->prev = f;

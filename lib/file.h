@@ -24,6 +24,8 @@ struct sm_file {
 	long fs_magic;		/* statfs f_type */
 	unsigned int refs;	/* chunks using it */
 	uint32_t guard_slot;	/* the guardian's copy of fd (guard.h), 0: none */
+	off_t eof_seen;		/* its size when the engine last looked (sm_file_eof):
+				 * a smaller one means someone truncated it since */
 };
 
 enum sm_backing {

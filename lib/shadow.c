@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "shadow.h"
@@ -308,6 +309,8 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	}
 	sm_guard_chunk_new(c);
 	sm_chunk_link(c);
+	/* A shrink since the last look must not cut the pages filled now. */
+	sm_file_eof(f);
 	for (size_t i = 0; i < npages && !err; i += SM_SLICE_PAGES)
 		err = fill_slice(c, i, npages - i < SM_SLICE_PAGES ? npages - i : SM_SLICE_PAGES,
 				 racy);
@@ -390,24 +393,104 @@ int sm_map_file_back(struct sm_chunk *c, size_t first, size_t n, int prot, bool 
 	return 0;
 }
 
+/* Copy between our memory and a file mapping of our own without touching
+ * the mapping with loads and stores: another process may shrink the file
+ * at any moment, and a page past the new EOF raises SIGBUS (in the
+ * application) where the kernel's copy fails with EFAULT.  A size check
+ * before the access cannot close that window; this can.  Returns the
+ * bytes copied, or -1 (errno). */
+static ssize_t file_map_copy(struct iovec *local, struct iovec *remote, size_t n, bool write)
+{
+	ssize_t r;
+
+	do {
+		r = write ? process_vm_writev(getpid(), local, n, remote, n, 0)
+			  : process_vm_readv(getpid(), local, n, remote, n, 0);
+	} while (r < 0 && errno == EINTR);
+	return r;
+}
+
+/* Bytes [o, o + len) of the merge: run per run, IOV_BATCH at a time. */
+#define IOV_BATCH 64
+
+/* Merge page `live` (the shadow, as it is now) against `base` (what was
+ * written back) into page `fm` of the file mapping: bytes the shadow
+ * changed since, and the file did not, get the shadow's.  `cur` (scratch)
+ * ends as the file page after the merge, `mine` as the shadow page merged.
+ * 0, EFAULT (the page is past EOF now), or why the kernel refused. */
+static int merge_page_into_file(uint8_t *fm, const uint8_t *base, const uint8_t *live,
+				uint8_t *cur, uint8_t *mine)
+{
+	struct iovec l[IOV_BATCH], r[IOV_BATCH];
+	size_t n = 0, len = 0, want = 0;
+
+	l[0] = (struct iovec){ cur, sm_page_size };
+	r[0] = (struct iovec){ fm, sm_page_size };
+	memcpy(mine, live, sm_page_size);	/* one snapshot: the NIC may write on */
+	if (file_map_copy(l, r, 1, false) != (ssize_t)sm_page_size)
+		return errno ? errno : EFAULT;
+	for (size_t o = 0; o <= sm_page_size; o++) {
+		if (o < sm_page_size && mine[o] != base[o] && cur[o] == base[o]) {
+			if (!len) {
+				l[n].iov_base = mine + o;
+				r[n].iov_base = fm + o;
+			}
+			len++;
+			cur[o] = mine[o];
+			continue;
+		}
+		if (len) {
+			l[n].iov_len = r[n].iov_len = len;
+			want += len;
+			n++;
+			len = 0;
+		}
+		if (n == IOV_BATCH || (n && o == sm_page_size)) {
+			errno = 0;
+			if (file_map_copy(l, r, n, true) != (ssize_t)want)
+				return errno ? errno : EFAULT;
+			n = want = 0;
+		}
+	}
+	return 0;
+}
+
+/* Without process_vm_writev (a seccomp filter): the merge through the
+ * mapping itself, word by word, after a size check (a shrink after it
+ * still raises SIGBUS). */
+static bool merge_page_direct(struct sm_chunk *c, size_t i, uint8_t *fm, const uint8_t *base,
+			      const uint8_t *live)
+{
+	struct stat st;
+	off_t off = c->file_off + (off_t)(i * sm_page_size);
+
+	if (fstat(c->file->fd, &st) || off >= st.st_size)
+		return false;
+	sm_merge_page(fm, base, live);
+	c->pg[i].hash = sm_page_hash(fm);
+	return true;
+}
+
 /* Writes that reached the shadow after its snapshot `w` was written back
  * and before the file came back: merge them into the file, through a
  * mapping of our own (the same page cache pages the application now maps),
- * so that writes the application made to the file since are kept. */
+ * writing only the bytes they changed, so that writes the application made
+ * to the file since are kept.  A page the file lost meanwhile (truncated
+ * by someone else) has no place for them: they are dropped, and the page
+ * counts as written, so that they never land after a regrowth either
+ * (writeback never extends the file). */
 static void merge_late(struct sm_chunk *c, size_t first, size_t n, const uint8_t *w)
 {
-	off_t eof = 0;
-	struct stat st;
-	uint8_t *m = NULL;
+	uint8_t *m = NULL, *mine = NULL, *cur;
 	size_t len = n * sm_page_size;
 
-	if (fstat(c->file->fd, &st) == 0)
-		eof = st.st_size;
 	for (size_t i = 0; i < n; i++) {
+		struct sm_page *pg = &c->pg[first + i];
 		const uint8_t *sh = sm_page_ptr(c, first + i), *base = w + i * sm_page_size;
-		off_t off = c->file_off + (off_t)((first + i) * sm_page_size);
+		uint8_t *fm;
+		int err;
 
-		if (off >= eof || !memcmp(sh, base, sm_page_size))
+		if (!memcmp(sh, base, sm_page_size))
 			continue;
 		if (!m) {
 			m = sm_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, c->file->fd,
@@ -415,12 +498,26 @@ static void merge_late(struct sm_chunk *c, size_t first, size_t n, const uint8_t
 			if (m == MAP_FAILED) {
 				/* Whole pages then: the shadow's version wins. */
 				m = NULL;
-				c->pg[first + i].force = 1;
+				pg->force = 1;
 				continue;
 			}
+			/* w is in the first scratch slice; the second is free. */
+			sm_scratch(&cur, &mine);
+			cur = mine + sm_page_size;
 		}
-		sm_merge_page(m + i * sm_page_size, base, sh);
-		c->pg[first + i].hash = sm_page_hash(m + i * sm_page_size);
+		fm = m + i * sm_page_size;
+		err = merge_page_into_file(fm, base, sh, cur, mine);
+		if (!err) {
+			pg->hash = sm_page_hash(cur);
+		} else if (err != EFAULT && merge_page_direct(c, first + i, fm, base, sh)) {
+			sm_debug("process_vm_readv/writev: %s; merged in place", strerror(err));
+		} else {
+			sm_info("late writes to file offset %lld dropped: past the end of file now",
+				(long long)(c->file_off + (off_t)((first + i) * sm_page_size)));
+			pg->hash = sm_page_hash(sh);
+			pg->force = 0;
+			continue;
+		}
 		sm_page_unsynced(c, first + i);
 	}
 	sm_guard_pages(c, first, n);
@@ -509,8 +606,7 @@ int sm_reshadow_run(struct sm_chunk *c, size_t first, size_t count)
 bool sm_page_finished(struct sm_chunk *c, size_t i)
 {
 	struct sm_page *pg = &c->pg[i];
-	struct stat st;
-	off_t off = c->file_off + (off_t)(i * sm_page_size);
+	off_t off = c->file_off + (off_t)(i * sm_page_size), eof;
 
 	if (!pg->force && pg->hash == sm_page_hash(sm_page_ptr(c, i)))
 		return true;	/* written back */
@@ -518,7 +614,8 @@ bool sm_page_finished(struct sm_chunk *c, size_t i)
 	 * there, and with nobody holding it nothing will ever write it on
 	 * purpose.  Kept, it would land over whatever a later write puts
 	 * there once the file grows again. */
-	if (fstat(c->file->fd, &st) == 0 && off >= st.st_size) {
+	eof = sm_file_eof(c->file);
+	if (eof >= 0 && off >= eof) {
 		sm_info("dropping a changed page at file offset %lld, past the end of file",
 			(long long)off);
 		return true;

@@ -241,6 +241,11 @@ int sm_sync_file(struct sm_file *f, unsigned int flags);
 int sm_sync_everything(unsigned int flags);
 int sm_hold_sync_locked(struct sm_hold *h, size_t off, size_t len, unsigned int flags);
 int sm_sync_owner_locked(const void *owner, size_t off, size_t len, unsigned int flags);
+/* f's size now.  If it is below the size the engine saw last, someone
+ * truncated f meanwhile: the shadow pages wholly in the lost part count as
+ * written (what they held was cut off with the file), so a regrown file
+ * never gets their old contents back. */
+off_t sm_file_eof(struct sm_file *f);	/* -1: fstat failed */
 /* The application flushed f itself (fsync/fdatasync, msync MS_SYNC):
  * ok = whether that flush succeeded. */
 void sm_file_flushed(struct sm_file *f, bool ok);

@@ -172,11 +172,43 @@ static void batch_free(struct wb_batch *b)
 	free(b->ext_first);
 }
 
-static off_t file_eof(struct sm_file *f)
+/* The pages of c wholly in [eof, was): forget what they were written or
+ * forced with.  Their contents count as what the file holds (so only later
+ * changes are written back) and no failed flush can force them again. */
+static void chunk_cut(struct sm_chunk *c, off_t eof, off_t was)
+{
+	off_t ps = (off_t)sm_page_size, lo = eof - c->file_off, hi = was - c->file_off;
+	size_t first = lo <= 0 ? 0 : (size_t)((lo + ps - 1) / ps);
+	size_t end = hi <= 0 ? 0 : (size_t)((hi + ps - 1) / ps);
+
+	if (end > c->npages)
+		end = c->npages;
+	for (size_t i = first; i < end; i++) {
+		struct sm_page *pg = &c->pg[i];
+
+		if (pg->state == PG_NONE)
+			continue;
+		pg->hash = sm_page_hash(sm_page_ptr(c, i));
+		pg->force = 0;
+		pg->unsynced = 0;
+		sm_guard_pages(c, i, 1);
+	}
+}
+
+off_t sm_file_eof(struct sm_file *f)
 {
 	struct stat st;
 
-	return fstat(f->fd, &st) ? 0 : st.st_size;
+	if (fstat(f->fd, &st))
+		return -1;
+	if (st.st_size < f->eof_seen) {
+		sm_info("inode %llu shrank from %lld to %lld bytes: shadow pages past the new end count as written",
+			(unsigned long long)f->ino, (long long)f->eof_seen, (long long)st.st_size);
+		for (struct sm_chunk *c = f->chunks; c; c = c->f_next)
+			chunk_cut(c, st.st_size, f->eof_seen);
+	}
+	f->eof_seen = st.st_size;
+	return st.st_size;
 }
 
 static int cmp_sel(const void *a, const void *b)
@@ -205,7 +237,7 @@ int sm_writeback_sel(struct sm_sel *sel, size_t n, unsigned int flags, unsigned 
 		int err = 0;
 
 		b.file = sel[i].c->file;
-		eof = file_eof(b.file);
+		eof = sm_file_eof(b.file);
 		for (; j < n && sel[j].c->file == b.file; j++) {
 			/* In slices, so that the write copies pages the hash
 			 * has just brought into the cache. */

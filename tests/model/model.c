@@ -651,6 +651,10 @@ static void op_ftruncate(void)
 		fail("ftruncate: %s", strerror(errno));
 	if (sz < mf[f].size)
 		memset(mf[f].data + sz, 0, mf[f].size - sz);
+	for (int i = 0; i < NSH; i++)
+		if (shs[i].live && shs[i].f == f && (size_t)shs[i].fp * PS >= sz &&
+		    (size_t)shs[i].fp * PS < mf[f].size)
+			shs[i].cut = true;
 	external_write(f, sz / PS, MAXPG);
 	mf[f].size = sz;
 	check_pages(gbase[f], maxp[f]);

@@ -93,6 +93,16 @@ void model_wb(const int *sel, int n, const bool hit[NF])
 			dup |= sel[j] == sel[k];
 		if (dup || !s->live || !sh_dirty(s) || off >= m->size)
 			continue;	/* clean, or past EOF: never written */
+		if (s->cut) {
+			/* written, or found cut off by a sync point since the
+			 * truncate (then clean): the page is unknown */
+			note("  model: file %d page %d cut and regrown: unknown", s->f, s->fp);
+			memcpy(s->base, s->content, PS);
+			s->maybe = s->force = s->cut = false;
+			s->unsynced = s->unsynced_maybe = false;
+			m->unk[s->fp] = true;
+			continue;
+		}
 		if (hit && hit[s->f]) {
 			/* Written or not: if it was, the engine cleared its
 			 * force (and a good flush in the call made it durable),

@@ -26,6 +26,9 @@ struct shadow {
 	bool unsynced;		/* written back since its file's last good flush */
 	bool unsynced_maybe;	/* ... or not: it was "maybe" (the engine may have
 				 * found it clean and written nothing) */
+	bool cut;		/* wholly past a truncate of its file: the engine
+				 * counts it as written if a sync point saw the
+				 * shrink, else writes it if dirty (FINDINGS.md) */
 	uint8_t *content, *base; /* now; as last read from / written to the file */
 };
 
