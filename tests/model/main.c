@@ -19,7 +19,11 @@
  * (status 1); any other outcome exits 0 so that meson's should_fail sees
  * it.  Environment: TEST_TMPDIR (default /tmp) must not be tmpfs;
  * MODEL_NO_LOOP=1 keeps the files there even as root (see loop_mount);
- * MODEL_CHECK_EVERY_OP=1 reads the files back after every operation.
+ * MODEL_CHECK_EVERY_OP=1 reads the files back after every operation;
+ * MODEL_RACE_BEFORE=1 / MODEL_RACE_AFTER=1 land every racing store before /
+ * after the call (race.c); MODEL_SAVE_EPOCH=N and MODEL_START_EPOCH=N with
+ * MODEL_EPOCH_DIR=D save the files epoch N starts from, and run from them
+ * (epoch_files below).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -107,6 +111,50 @@ static void loop_umount(void)
 		fprintf(stderr, "cannot umount %s\n", mnt);
 }
 
+/* Debugging aid: an epoch depends only on the seed, its number and the
+ * files it starts from.  MODEL_SAVE_EPOCH=N with MODEL_EPOCH_DIR=D copies
+ * the files as epoch N starts into D and ends the run there;
+ * MODEL_START_EPOCH=N (same D) skips epochs 0..N-1 and starts N from the
+ * saved files: a timing-dependent divergence in epoch N is then tried again
+ * in a second instead of a whole run. */
+static bool copy_file(const char *from, const char *to)
+{
+	char cmd[1400];
+
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, to);
+	return system(cmd) == 0;
+}
+
+static bool epoch_files(unsigned long e, unsigned long *done)
+{
+	const char *save = getenv("MODEL_SAVE_EPOCH"), *start = getenv("MODEL_START_EPOCH");
+	const char *d = getenv("MODEL_EPOCH_DIR");
+	char p[700];
+
+	if (!d)
+		return false;
+	if (save && strtoul(save, NULL, 0) == e) {
+		for (int f = 0; f < NF; f++) {
+			snprintf(p, sizeof(p), "%s/file%d", d, f);
+			if (!copy_file(mf[f].path, p))
+				exit(2);
+		}
+		fprintf(stderr, "epoch %lu: files saved in %s\n", e, d);
+		exit(0);
+	}
+	if (start && e < strtoul(start, NULL, 0)) {
+		*done += opt.epoch;
+		if (e + 1 == strtoul(start, NULL, 0))
+			for (int f = 0; f < NF; f++) {
+				snprintf(p, sizeof(p), "%s/file%d", d, f);
+				if (!copy_file(p, mf[f].path))
+					exit(2);
+			}
+		return true;
+	}
+	return false;
+}
+
 static unsigned int parse_gates(const char *s)
 {
 	static const struct { const char *name; unsigned int bit; } g[] = {
@@ -188,6 +236,9 @@ int main(int argc, char **argv)
 		unsigned long n = opt.ops - done < opt.epoch ? opt.ops - done : opt.epoch;
 		int ws;
 		pid_t pid;
+
+		if (epoch_files(e, &done))
+			continue;
 
 		fflush(stderr);
 		pid = fork();

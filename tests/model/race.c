@@ -16,7 +16,12 @@ static struct race_slot slots[8];
 static unsigned int pause_spins[8];
 static int nslots;
 static pthread_t thr;
-static bool started;
+static bool started, after, idle_done;
+
+static void *idle(void *arg)
+{
+	return arg;
+}
 
 /* Not instrumented by ThreadSanitizer: these stores race the engine's
  * MAP_FIXED swaps on purpose (an application may store while another
@@ -40,9 +45,20 @@ void race_start(const struct race_slot *s, int n)
 	memcpy(slots, s, (size_t)nslots * sizeof(*s));
 	for (int k = 0; k < nslots; k++)
 		pause_spins[k] = rn(4) ? rn(30000) : 0;
-	/* MODEL_RACE_BEFORE: every store lands before the call (one timing
-	 * of the race, made deterministic to reproduce a divergence). */
-	started = !getenv("MODEL_RACE_BEFORE");
+	/* MODEL_RACE_BEFORE: every store lands before the call;
+	 * MODEL_RACE_AFTER: every store lands after it returns (timings of
+	 * the race made deterministic, to reproduce a divergence). */
+	after = getenv("MODEL_RACE_AFTER") != NULL;
+	started = !getenv("MODEL_RACE_BEFORE") && !after;
+	if (!started && !idle_done) {
+		/* The engine as in a real race: its careful fills and
+		 * restores start once a second thread has existed. */
+		idle_done = true;
+		if (pthread_create(&thr, NULL, idle, NULL) == 0)
+			pthread_join(thr, NULL);
+	}
+	if (after)
+		return;
 	if (!started)
 		racer(NULL);
 	else if (pthread_create(&thr, NULL, racer, NULL))
@@ -53,4 +69,6 @@ void race_stop(void)
 {
 	if (started)
 		pthread_join(thr, NULL);
+	else if (after)
+		racer(NULL);
 }
