@@ -81,6 +81,35 @@ bool view_byte(int g, size_t o, uint8_t *b)
 	return true;
 }
 
+/* Two shadows of one file page (a detached one still pinned, and a new
+ * one mapped there since: FINDINGS.md item 8).  Writing shadow i now leaves
+ * the file page open if a twin's write is pending and its outcome or order
+ * is not the model's to know: a twin that is "maybe" (its next writeback
+ * may find it clean: written already in a failed call, or its racing store
+ * went to the file) or one that this call writes too (the engine writes
+ * chunk by chunk, in its own order).  Those twins are marked: their next
+ * writeback leaves the page unknown too.  Returns whether any was found. */
+static bool twins_open(int i, const int *sel, int n)
+{
+	const struct shadow *s = &shs[i];
+	bool open = false;
+
+	for (int t = 0; t < NSH; t++) {
+		struct shadow *y = &shs[t];
+		bool in_call = false;
+
+		if (t == i || !y->live || y->f != s->f || y->fp != s->fp || !sh_dirty(y))
+			continue;
+		for (int k = 0; k < n; k++)
+			in_call |= sel[k] == t;
+		if (y->maybe || y->wb_open || in_call) {
+			y->wb_open = true;
+			open = true;
+		}
+	}
+	return open;
+}
+
 void model_wb(const int *sel, int n, const bool hit[NF])
 {
 	for (int k = 0; k < n; k++) {
@@ -98,7 +127,7 @@ void model_wb(const int *sel, int n, const bool hit[NF])
 			 * truncate (then clean): the page is unknown */
 			note("  model: file %d page %d cut and regrown: unknown", s->f, s->fp);
 			memcpy(s->base, s->content, PS);
-			s->maybe = s->force = s->cut = false;
+			s->maybe = s->force = s->cut = s->wb_open = false;
 			s->unsynced = s->unsynced_maybe = false;
 			m->unk[s->fp] = true;
 			continue;
@@ -110,6 +139,19 @@ void model_wb(const int *sel, int n, const bool hit[NF])
 			s->maybe = true;
 			s->force = false;
 			m->unk[s->fp] = true;
+			continue;
+		}
+		if (twins_open(sel[k], sel, n) || s->wb_open) {
+			/* This shadow's data or a twin's, in either order;
+			 * written or not, if it was open itself. */
+			note("  model: file %d page %d written back (shadow %d) or not, a twin's write is open: unknown",
+			     s->f, s->fp, sel[k]);
+			s->unsynced_maybe = s->wb_open || (s->maybe && !s->force);
+			memcpy(s->base, s->content, PS);
+			s->maybe = s->force = s->wb_open = false;
+			s->unsynced = true;
+			m->unk[s->fp] = true;
+			m->poisoned[s->fp] = 0;
 			continue;
 		}
 		len = m->size - off < PS ? m->size - off : PS;

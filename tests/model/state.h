@@ -29,6 +29,9 @@ struct shadow {
 	bool cut;		/* wholly past a truncate of its file: the engine
 				 * counts it as written if a sync point saw the
 				 * shrink, else writes it if dirty (FINDINGS.md) */
+	bool wb_open;		/* its next writeback may or may not write it: a
+				 * twin was written while this one was pending
+				 * (FINDINGS.md item 8), the file page is open */
 	uint8_t *content, *base; /* now; as last read from / written to the file */
 };
 
