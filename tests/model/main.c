@@ -125,22 +125,23 @@ static bool copy_file(const char *from, const char *to)
 	return system(cmd) == 0;
 }
 
-static bool epoch_files(unsigned long e, unsigned long *done)
+/* 0: run epoch e; 1: skip it; 2: stop here (files saved); -1: failed. */
+static int epoch_files(unsigned long e, unsigned long *done)
 {
 	const char *save = getenv("MODEL_SAVE_EPOCH"), *start = getenv("MODEL_START_EPOCH");
 	const char *d = getenv("MODEL_EPOCH_DIR");
 	char p[700];
 
 	if (!d)
-		return false;
+		return 0;
 	if (save && strtoul(save, NULL, 0) == e) {
 		for (int f = 0; f < NF; f++) {
 			snprintf(p, sizeof(p), "%s/file%d", d, f);
 			if (!copy_file(mf[f].path, p))
-				exit(2);
+				return -1;
 		}
 		fprintf(stderr, "epoch %lu: files saved in %s\n", e, d);
-		exit(0);
+		return 2;
 	}
 	if (start && e < strtoul(start, NULL, 0)) {
 		*done += opt.epoch;
@@ -148,11 +149,11 @@ static bool epoch_files(unsigned long e, unsigned long *done)
 			for (int f = 0; f < NF; f++) {
 				snprintf(p, sizeof(p), "%s/file%d", d, f);
 				if (!copy_file(p, mf[f].path))
-					exit(2);
+					return -1;
 			}
-		return true;
+		return 1;
 	}
-	return false;
+	return 0;
 }
 
 static unsigned int parse_gates(const char *s)
@@ -194,7 +195,7 @@ int main(int argc, char **argv)
 	const char *base = getenv("TEST_TMPDIR");
 	char dir[600];
 	struct statfs sfs;
-	bool negative;
+	bool negative, saved = false;
 	int c, status = 0;
 
 	while ((c = getopt_long(argc, argv, "v", lo, NULL)) != -1) {
@@ -234,10 +235,16 @@ int main(int argc, char **argv)
 	model_create_files();
 	for (unsigned long done = 0, e = 0; done < opt.ops && !status; e++) {
 		unsigned long n = opt.ops - done < opt.epoch ? opt.ops - done : opt.epoch;
-		int ws;
+		int ws, ef = epoch_files(e, &done);
 		pid_t pid;
 
-		if (epoch_files(e, &done))
+		if (ef < 0)
+			status = 2;
+		if (ef < 0 || ef == 2) {
+			saved = ef == 2;
+			break;
+		}
+		if (ef)
 			continue;
 
 		fflush(stderr);
@@ -285,7 +292,7 @@ int main(int argc, char **argv)
 			status);
 		return 0;
 	}
-	if (!status)
+	if (!status && !saved)
 		printf("seed %llu: %lu operations agree with the model\n",
 		       (unsigned long long)opt.seed, opt.ops);
 	return status;
