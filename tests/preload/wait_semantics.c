@@ -37,7 +37,10 @@
 
 typedef int (*nic_write_fn)(struct ibv_mr *, size_t, const void *, size_t);
 
-/* ---- malloc counting (sigsafe) ---- */
+/* ---- malloc counting (sigsafe) ----
+ * Not under a sanitizer (WAIT_NO_MALLOC_HOOK): its allocator owns the
+ * pointers, and glibc's would free them. */
+#ifndef WAIT_NO_MALLOC_HOOK
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
@@ -70,6 +73,9 @@ __attribute__((visibility("default"))) void free(void *p)
 {
 	__libc_free(p);
 }
+#else
+static atomic_int counting, allocs;
+#endif
 
 static double now(void)
 {
