@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "tutil.h"
+#include "../guardian_procs.h"
 #include "inject.h"
 
 static bool require_mode(void)
@@ -49,63 +50,8 @@ static bool require_mode(void)
 	return g && !strcmp(g, "require");
 }
 
-/* Our children named safe_mr-guardian (orphans reparented to us). */
-static pid_t find_guardian(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
 
-	ck_assert_ptr_nonnull(d);
-	while ((e = readdir(d))) {
-		char f[300], buf[512], *rp;
-		int ppid;
-		FILE *fp;
 
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(f, sizeof(f), "/proc/%s/stat", e->d_name);
-		if (!(fp = fopen(f, "r")))
-			continue;
-		buf[0] = 0;
-		if (!fgets(buf, sizeof(buf), fp))
-			buf[0] = 0;
-		fclose(fp);
-		rp = strrchr(buf, ')');
-		if (strstr(buf, "(safe_mr-guardia") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
-		    ppid == getpid())
-			found = atoi(e->d_name);
-	}
-	closedir(d);
-	return found;
-}
-
-static pid_t wait_guardian(void)
-{
-	pid_t g = 0;
-
-	for (int i = 0; i < 500 && !(g = find_guardian()); i++)
-		usleep(10000);
-	ck_assert_msg(g > 0, "no guardian running for the target");
-	return g;
-}
-
-/* The guardian's exit status once it is gone (within 30 s), or -1. */
-static int reap(pid_t g)
-{
-	int st;
-
-	for (int i = 0; i < 3000; i++) {
-		pid_t w = waitpid(g, &st, WNOHANG);
-
-		if (w == g)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		if (w < 0)
-			return -1;
-		usleep(10000);
-	}
-	return -1;
-}
 
 static void say(int fd, char c)
 {
@@ -158,6 +104,18 @@ static void assert_filled(const char *path, size_t pages, char c)
 		tu_assert_file(path, (off_t)(i * ps), want, ps < sizeof(want) ? ps : sizeof(want));
 }
 
+/* The target's guardian: our child (we are its subreaper). */
+static pid_t wait_guardian(void)
+{
+	pid_t g = smt_guardian_wait_for(getpid(), 0);
+
+	ck_assert_msg(g > 0, "no guardian running for the target");
+	return g;
+}
+
+#define reap smt_guardian_reap
+#define guardian_holds smt_guardian_holds
+
 /* Fork a target running fn(up, down): it talks to us over two pipes. */
 static pid_t target(void (*fn)(int up, int down), int *up, int *down)
 {
@@ -196,59 +154,7 @@ static int target_status(pid_t t)
 
 /* ------------------------------------------------------------ late_not_dead */
 
-/* Does g hold a descriptor of path? */
-static bool guardian_holds(pid_t g, const char *path)
-{
-	char dir[64], f[400], l[600];
-	struct dirent *e;
-	bool held = false;
-	DIR *d;
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)g);
-	if (!(d = opendir(dir)))
-		return false;
-	while ((e = readdir(d))) {
-		ssize_t n;
-
-		snprintf(f, sizeof(f), "%s/%s", dir, e->d_name);
-		n = readlink(f, l, sizeof(l) - 1);
-		if (n > 0) {
-			l[n] = 0;
-			held |= !strcmp(l, path);
-		}
-	}
-	closedir(d);
-	return held;
-}
-
-/* The guardian started for this process (argv: safe_mr-guardian PID LEVEL). */
-static pid_t my_guardian(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	char me[32];
-	pid_t found = 0;
-
-	snprintf(me, sizeof(me), "%d", (int)getpid());
-	while (d && (e = readdir(d))) {
-		char path[300], buf[256] = "";
-		size_t r;
-		FILE *f;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		if (!(f = fopen(path, "r")))
-			continue;
-		r = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		if (r > 17 && !strcmp(buf, "safe_mr-guardian") && !strcmp(buf + 17, me))
-			found = atoi(e->d_name);
-	}
-	if (d)
-		closedir(d);
-	return found;
-}
 
 static struct reg la, lb, lc;
 
@@ -272,7 +178,7 @@ static void late_target(int up, int down)
 	 * no more when the call returns (the umount promise is back). */
 	{
 		struct reg ld;
-		pid_t g = my_guardian();
+		pid_t g = smt_guardian_find(0, getpid());
 
 		reg_file(&ld, 1, 54);
 		if (!g || safe_mr_dereg_mr(ld.mr))
