@@ -626,7 +626,9 @@ static void guardian_died(int err)
 		c->guard = 0;
 		c->file->guard_slot = 0;
 	}
-	if (++restarts > SMG_MAX_RESTARTS) {
+	if (off) {
+		/* Ending (clean exit, exec, unload): no new one for nothing. */
+	} else if (++restarts > SMG_MAX_RESTARTS) {
 		sm_error("the guardian died %u times: no more guardians for this process",
 			 restarts - 1);
 		off = true;
@@ -692,6 +694,10 @@ void sm_guard_file_gone(struct sm_file *f)
 
 void sm_guard_clean(void)
 {
+	/* A guardian that dies now is not replaced: nothing is left to guard. */
+	off = true;
+	if (state)
+		check_lost();
 	if (sock >= 0 && post(GM_CLEAN, 0, -1) == 0 && wait_acks() == ETIMEDOUT && out_head)
 		sm_warn("the guardian did not take the clean word: it checks the shadows after "
 			"the process is gone (everything is durable: it writes nothing changed)");
