@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -181,6 +183,59 @@ static int flush_out(void)
 	return 0;
 }
 
+/* A late guardian's queue is sent by this thread as soon as the guardian
+ * reads again, even while the application makes no call: files first
+ * shadowed while it was late are guarded from then on, not at the next
+ * engine call (which an idle process never makes before it dies). */
+static int take_acks(void);
+static pthread_t qthread;
+static bool qthread_on;
+static _Atomic bool qthread_stop;
+
+static void *qthread_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct pollfd p;
+		bool done;
+
+		sm_lock_take();
+		done = !out_head || sock < 0 || atomic_load(&qthread_stop);
+		if (!done) {
+			flush_out();
+			take_acks();
+			done = !out_head || sock < 0;
+		}
+		if (done)
+			qthread_on = false;
+		p = (struct pollfd){ .fd = sock, .events = POLLOUT };
+		sm_lock_drop();
+		if (done)
+			return NULL;
+		/* Bounded: the socket may be replaced meanwhile. */
+		poll(&p, 1, 100);
+	}
+}
+
+static void qthread_start(void)
+{
+	sigset_t all, old;
+
+	if (qthread_on)
+		return;
+	/* No signal of the application's lands on our thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&qthread, NULL, qthread_main, NULL) == 0) {
+		qthread_on = true;
+		pthread_detach(qthread);
+	} else {
+		sm_warn("cannot start the thread that hands files to a late guardian: they "
+			"wait for the next call of the engine");
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 /* Queue a message (with a copy of fd) and send what can be sent. */
 static int post(uint32_t type, uint32_t slot, int fd)
 {
@@ -217,10 +272,15 @@ static int post(uint32_t type, uint32_t slot, int fd)
 	out_tail = &o->next;
 	if (!late_said) {
 		late_said = true;
-		sm_warn("the guardian is late (stopped or starved?): messages wait for it; "
-			"the process goes on");
+		sm_warn("the guardian is late (stopped or starved?): messages wait for it; the "
+			"process goes on, and files first shadowed meanwhile are guarded once it "
+			"reads them");
 	}
-	return flush_out() == EPIPE ? EPIPE : 0;
+	if (flush_out() == EPIPE)
+		return EPIPE;
+	if (out_head)
+		qthread_start();
+	return 0;
 }
 
 /* Acks that arrived: 0, or EPIPE (EOF: the guardian is gone). */
@@ -355,7 +415,9 @@ static int spawn(const char *path, int fd)
 	posix_spawnattr_destroy(&at);
 	if (err)
 		return err;
-	while (waitpid(child, &st, 0) < 0) {
+	/* The kernel's wait4: an interposed waitpid (ours, under the preload)
+	 * has nothing to do with our own helper. */
+	while (syscall(SYS_wait4, child, &st, 0, NULL) < 0) {
 		if (errno == EINTR)
 			continue;
 		return 0;	/* reaped by the application (SIGCHLD): the socket tells */
@@ -564,7 +626,9 @@ static void guardian_died(int err)
 		c->guard = 0;
 		c->file->guard_slot = 0;
 	}
-	if (++restarts > SMG_MAX_RESTARTS) {
+	if (off) {
+		/* Ending (clean exit, exec, unload): no new one for nothing. */
+	} else if (++restarts > SMG_MAX_RESTARTS) {
 		sm_error("the guardian died %u times: no more guardians for this process",
 			 restarts - 1);
 		off = true;
@@ -630,6 +694,10 @@ void sm_guard_file_gone(struct sm_file *f)
 
 void sm_guard_clean(void)
 {
+	/* A guardian that dies now is not replaced: nothing is left to guard. */
+	off = true;
+	if (state)
+		check_lost();
 	if (sock >= 0 && post(GM_CLEAN, 0, -1) == 0 && wait_acks() == ETIMEDOUT && out_head)
 		sm_warn("the guardian did not take the clean word: it checks the shadows after "
 			"the process is gone (everything is durable: it writes nothing changed)");
@@ -641,7 +709,9 @@ void sm_guard_clean(void)
 
 void sm_guard_exec_failed(void)
 {
-	if (sm_cfg.guardian == SM_GUARD_OFF || pid1())
+	/* Still guarded (exec_prepare's writeback failed, so the guardian was
+	 * never told): its records are good as they are. */
+	if (sock >= 0 || sm_cfg.guardian == SM_GUARD_OFF || pid1())
 		return;
 	off = false;
 	for (struct sm_chunk *c = sm_chunks; c; c = c->next) {
@@ -659,6 +729,22 @@ void sm_guard_unload(void)
 	sm_guard_clean();
 }
 
+/* dlclose: the thread runs our code.  Engine lock not held. */
+void sm_guard_thread_stop(void)
+{
+	atomic_store(&qthread_stop, true);
+	for (int i = 0; i < 300; i++) {
+		bool on;
+
+		sm_lock_take();
+		on = qthread_on;
+		sm_lock_drop();
+		if (!on)
+			return;
+		poll(NULL, 0, 10);
+	}
+}
+
 void sm_guard_forget(bool chunks_kept)
 {
 	/* Our copies only: close and munmap write nothing the parent's
@@ -667,4 +753,5 @@ void sm_guard_forget(bool chunks_kept)
 	off = chunks_kept;
 	restarts = 0;
 	late_said = false;
+	qthread_on = false;	/* the parent's thread: not ours */
 }

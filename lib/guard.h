@@ -94,37 +94,70 @@ struct smg_msg {
  * confuse two).  It closes it when it is done: after the clean word, or
  * once the shadows of a dead process are written and flushed.  A waiter
  * connects and waits for the hang-up (safe_mr_guardian_wait). */
-#include <stdio.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
-/* Start time (clock ticks since boot, /proc/PID/stat field 22) of a live or
- * zombie process; 0 if it is gone. */
-static inline unsigned long long smg_starttime(pid_t pid)
+static inline char *smg_utoa(char *p, unsigned long long v)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long t = 0;
-	FILE *f;
+	char d[24];
+	int k = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (!(f = fopen(path, "re")))
-		return 0;
-	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) &&
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-		   "%*d %*d %llu", &t) != 1)
-		t = 0;
-	fclose(f);
-	return t;
+	do
+		d[k++] = (char)('0' + v % 10);
+	while ((v /= 10) && k < 23);
+	while (k)
+		*p++ = d[--k];
+	return p;
 }
 
-/* sun_path of the abstract name (leading NUL), its length in *len. */
+/* sun_path of the abstract name (leading NUL), its length in *len (no
+ * stdio: async-signal-safe). */
 static inline void smg_wait_name(char *path, size_t size, size_t *len, pid_t pid,
 				 unsigned long long start)
 {
-	int n = snprintf(path + 1, size - 1, "safe_mr-guardian.%d.%llu", (int)pid, start);
+	static const char pre[] = "safe_mr-guardian.";
+	char *p = path;
 
-	path[0] = 0;
-	*len = 1 + (size_t)n;
+	(void)size;	/* 1 + 17 + 2 * 20 + 1 bytes at most: sun_path holds 108 */
+	*p++ = 0;
+	memcpy(p, pre, sizeof(pre) - 1);
+	p = smg_utoa(p + sizeof(pre) - 1, (unsigned long long)pid);
+	*p++ = '.';
+	p = smg_utoa(p, start);
+	*len = (size_t)(p - path);
+}
+
+/* Start time (clock ticks since boot, /proc/PID/stat field 22) of a live or
+ * zombie process; 0 if it is gone.  Async-signal-safe (open, read): the
+ * preload's waitpid may run in a SIGCHLD handler. */
+static inline unsigned long long smg_starttime(pid_t pid)
+{
+	char path[32] = "/proc/", buf[1024];
+	unsigned long long t = 0;
+	ssize_t n = 0, r;
+	int fd, field = 2;
+	char *p, *q;
+
+	memcpy(smg_utoa(path + 6, (unsigned long long)pid), "/stat", 6);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	while (n < (ssize_t)sizeof(buf) - 1 &&
+	       (r = read(fd, buf + n, sizeof(buf) - 1 - (size_t)n)) > 0)
+		n += r;
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	/* After the last ')' of the command name: field 3 on, space-separated. */
+	if (!(q = strrchr(buf, ')')))
+		return 0;
+	for (p = q + 1; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	for (; *p >= '0' && *p <= '9'; p++)
+		t = t * 10 + (unsigned long long)(*p - '0');
+	return field == 22 ? t : 0;
 }
 
 /* ---- engine side (guard.c; engine lock held) ---- */
@@ -150,6 +183,9 @@ void sm_guard_exec_failed(void);
 /* Unload (dlclose) with nothing shadowed: the guardian goes, like a clean
  * exit, and everything of ours is closed. */
 void sm_guard_unload(void);
+/* Before dlclose's teardown, engine lock not held: the thread that sends
+ * a late guardian its queue is gone. */
+void sm_guard_thread_stop(void);
 /* Fork child: forget the parent's guardian without touching its state. */
 void sm_guard_forget(bool chunks_kept);
 /* Times this process was left unguarded, in whole or in part: starts that

@@ -316,7 +316,7 @@ static void listen_for_waiters(pid_t target)
 	smg_wait_name(a.sun_path, sizeof(a.sun_path), &len, target, start);
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0 || bind(s, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un,
-							sun_path) + len)) || listen(s, 64)) {
+							sun_path) + len)) || listen(s, SOMAXCONN)) {
 		say(1, "not waitable (%s)", strerror(errno));
 		if (s >= 0)
 			close(s);
@@ -358,14 +358,29 @@ int main(int argc, char **argv)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-	/* Waitable (guard.h): bound before the library's spawn returns. */
-	listen_for_waiters((pid_t)atoi(pid));
-	/* Not the application's child: its wait() must never see us. */
-	p = fork();
-	if (p < 0)
-		return 1;
-	if (p > 0)
-		_exit(0);
+	/* Not the application's child: its wait() must never see us.  The
+	 * first process leaves once the second listens for waiters (guard.h):
+	 * the name is there before the library's spawn returns, held by the
+	 * guardian itself (a waiter checks who listens). */
+	{
+		int ready[2];
+		char c;
+
+		if (pipe(ready))
+			return 1;
+		p = fork();
+		if (p < 0)
+			return 1;
+		if (p > 0) {
+			close(ready[1]);
+			_exit(read(ready[0], &c, 1) == 1 ? 0 : 1);
+		}
+		close(ready[0]);
+		listen_for_waiters((pid_t)atoi(pid));
+		if (write(ready[1], "", 1) != 1)
+			return 1;
+		close(ready[1]);
+	}
 	while (receive(&clean))
 		;
 	if (clean)

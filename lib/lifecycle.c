@@ -243,6 +243,8 @@ static void release_idle(void)
 __attribute__((destructor)) static void lifecycle_fini(void)
 {
 	flusher_stop();
+	if (!sm_reentered())
+		sm_guard_thread_stop();
 	if (atomic_load(&sm_nchunks)) {
 		int err = sm_reentered() ? EDEADLK : safe_mr_sync_all(SAFE_MR_SYNC_DURABLE);
 

@@ -394,11 +394,10 @@ int sm_map_file_back(struct sm_chunk *c, size_t first, size_t n, int prot, bool 
 }
 
 /* Copy between our memory and a file mapping of our own without touching
- * the mapping with loads and stores: another process may shrink the file
- * at any moment, and a page past the new EOF raises SIGBUS (in the
- * application) where the kernel's copy fails with EFAULT.  A size check
- * before the access cannot close that window; this can.  Returns the
- * bytes copied, or -1 (errno). */
+ * the mapping with loads and stores: a page past the end of file (another
+ * process shrank it) makes the kernel's copy fail with EFAULT where a load
+ * raises SIGBUS in the application.  Returns the bytes copied, or -1
+ * (errno). */
 static ssize_t file_map_copy(struct iovec *local, struct iovec *remote, size_t n, bool write)
 {
 	ssize_t r;
@@ -410,78 +409,42 @@ static ssize_t file_map_copy(struct iovec *local, struct iovec *remote, size_t n
 	return r;
 }
 
-/* Bytes [o, o + len) of the merge: run per run, IOV_BATCH at a time. */
-#define IOV_BATCH 64
-
-/* Merge page `live` (the shadow, as it is now) against `base` (what was
- * written back) into page `fm` of the file mapping: bytes the shadow
- * changed since, and the file did not, get the shadow's.  `cur` (scratch)
- * ends as the file page after the merge, `mine` as the shadow page merged.
- * 0, EFAULT (the page is past EOF now), or why the kernel refused. */
-static int merge_page_into_file(uint8_t *fm, const uint8_t *base, const uint8_t *live,
-				uint8_t *cur, uint8_t *mine)
-{
-	struct iovec l[IOV_BATCH], r[IOV_BATCH];
-	size_t n = 0, len = 0, want = 0;
-
-	l[0] = (struct iovec){ cur, sm_page_size };
-	r[0] = (struct iovec){ fm, sm_page_size };
-	memcpy(mine, live, sm_page_size);	/* one snapshot: the NIC may write on */
-	if (file_map_copy(l, r, 1, false) != (ssize_t)sm_page_size)
-		return errno ? errno : EFAULT;
-	for (size_t o = 0; o <= sm_page_size; o++) {
-		if (o < sm_page_size && mine[o] != base[o] && cur[o] == base[o]) {
-			if (!len) {
-				l[n].iov_base = mine + o;
-				r[n].iov_base = fm + o;
-			}
-			len++;
-			cur[o] = mine[o];
-			continue;
-		}
-		if (len) {
-			l[n].iov_len = r[n].iov_len = len;
-			want += len;
-			n++;
-			len = 0;
-		}
-		if (n == IOV_BATCH || (n && o == sm_page_size)) {
-			errno = 0;
-			if (file_map_copy(l, r, n, true) != (ssize_t)want)
-				return errno ? errno : EFAULT;
-			n = want = 0;
-		}
-	}
-	return 0;
-}
-
-/* Without process_vm_writev (a seccomp filter): the merge through the
- * mapping itself, word by word, after a size check (a shrink after it
- * still raises SIGBUS). */
-static bool merge_page_direct(struct sm_chunk *c, size_t i, uint8_t *fm, const uint8_t *base,
-			      const uint8_t *live)
+/* Without process_vm_readv: a size check (a shrink right after it still
+ * raises SIGBUS: README, Limits). */
+static bool size_allows(struct sm_chunk *c, size_t i)
 {
 	struct stat st;
-	off_t off = c->file_off + (off_t)(i * sm_page_size);
 
-	if (fstat(c->file->fd, &st) || off >= st.st_size)
-		return false;
-	sm_merge_page(fm, base, live);
-	c->pg[i].hash = sm_page_hash(fm);
-	return true;
+	return fstat(c->file->fd, &st) == 0 &&
+	       c->file_off + (off_t)(i * sm_page_size) < st.st_size;
+}
+
+/* Is file page fm there (not past the end of file)?  Read through
+ * process_vm_readv, which says EFAULT where a load would raise SIGBUS.
+ * 0, EFAULT, or another errno (no process_vm_readv: a seccomp filter). */
+static int file_page_there(uint8_t *fm, uint8_t *buf)
+{
+	struct iovec l = { buf, sm_page_size }, r = { fm, sm_page_size };
+
+	errno = 0;
+	if (file_map_copy(&l, &r, 1, false) == (ssize_t)sm_page_size)
+		return 0;
+	return errno ? errno : EFAULT;
 }
 
 /* Writes that reached the shadow after its snapshot `w` was written back
  * and before the file came back: merge them into the file, through a
  * mapping of our own (the same page cache pages the application now maps),
- * writing only the bytes they changed, so that writes the application made
- * to the file since are kept.  A page the file lost meanwhile (truncated
- * by someone else) has no place for them: they are dropped, and the page
- * counts as written, so that they never land after a regrowth either
- * (writeback never extends the file). */
+ * word by word with compare-and-swap against the snapshot, so that stores
+ * the application makes to the file meanwhile are kept (sm_merge_page).
+ * A page the file lost meanwhile (truncated by someone else) has no place
+ * for them: found with a read that cannot fault, they are dropped, and the
+ * page counts as written, so that they never land after a regrowth either
+ * (writeback never extends the file).  A shrink between that read and the
+ * merge (microseconds) still raises SIGBUS: README, Limits. */
 static void merge_late(struct sm_chunk *c, size_t first, size_t n, const uint8_t *w)
 {
-	uint8_t *m = NULL, *mine = NULL, *cur;
+	uint8_t *m = NULL, *cur = NULL, *first_slice;
 	size_t len = n * sm_page_size;
 
 	for (size_t i = 0; i < n; i++) {
@@ -502,15 +465,17 @@ static void merge_late(struct sm_chunk *c, size_t first, size_t n, const uint8_t
 				continue;
 			}
 			/* w is in the first scratch slice; the second is free. */
-			sm_scratch(&cur, &mine);
-			cur = mine + sm_page_size;
+			sm_scratch(&first_slice, &cur);
 		}
 		fm = m + i * sm_page_size;
-		err = merge_page_into_file(fm, base, sh, cur, mine);
-		if (!err) {
-			pg->hash = sm_page_hash(cur);
-		} else if (err != EFAULT && merge_page_direct(c, first + i, fm, base, sh)) {
-			sm_debug("process_vm_readv/writev: %s; merged in place", strerror(err));
+		/* Word by word with compare-and-swap, so that a store the
+		 * application makes to the file page meanwhile is never lost;
+		 * only once the page is known to be there (a page another
+		 * process truncated away would raise SIGBUS). */
+		err = file_page_there(fm, cur);
+		if (!err || (err != EFAULT && size_allows(c, first + i))) {
+			sm_merge_page(fm, base, sh);
+			pg->hash = sm_page_hash(fm);
 		} else {
 			sm_info("late writes to file offset %lld dropped: past the end of file now",
 				(long long)(c->file_off + (off_t)((first + i) * sm_page_size)));

@@ -332,11 +332,13 @@ static void ring_drop(void)
 
 /* Unload: this thread's ring, and the key (whose destructor is our code).
  * Rings of other threads stay until they exit (unreachable now). */
+static _Atomic bool rings_gone;	/* unloaded: no ring, no key, ever again */
+
 void sm_wb_unload(void)
 {
 	static pthread_once_t never = PTHREAD_ONCE_INIT;
 
-	if (memcmp(&ring_once, &never, sizeof(never)) == 0)
+	if (memcmp(&ring_once, &never, sizeof(never)) == 0 || atomic_exchange(&rings_gone, true))
 		return;
 	ring_drop();
 	pthread_key_delete(ring_key);
@@ -348,6 +350,10 @@ static struct io_uring *ring_get(void)
 	struct wb_ring *r;
 	int ret;
 
+	/* After the unload's teardown (at exit other threads may still write
+	 * back): pwrite, and never the deleted key (it may be another's now). */
+	if (atomic_load(&rings_gone))
+		return NULL;
 	pthread_once(&ring_once, ring_setup_once);
 	if (tl_ring && tl_ring->gen == gen)
 		return &tl_ring->ring;

@@ -1,19 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /* wait functions: a child that died without a sync point has its shadows
- * written by its guardian after it is gone.  Before a wait reaps such a
- * child, it waits for that guardian (safe_mr_guardian_wait), so that a
- * parent that sees the child's end and then reads the file sees what the
+ * written by its guardian after it is gone.  Before a blocking wait reaps
+ * such a child, it waits for that guardian (safe_mr_guardian_wait), so that
+ * a parent that sees the child's end and then reads the file sees what the
  * child's shadows held.
  *
- * The child is found without reaping it (waitid with WNOWAIT, the same
- * children and events the call asked for), then the call goes on to the
- * next definition for that child.  Calls that only look (WNOWAIT) pass
- * through. */
+ * The ended child is found without reaping it (waitid with WNOWAIT, the
+ * same children and events the call asked for), then the call goes on to
+ * the next definition with its own arguments: two threads waiting for any
+ * child each still get one.  Calls with WNOHANG (SIGCHLD handlers, event
+ * loops) or WNOWAIT pass straight through: they must not block, and a late
+ * guardian would make them.  Everything here is async-signal-safe: the
+ * next definitions are resolved at load, or the system call is made. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <safe_mr.h>
@@ -27,28 +31,35 @@ typedef pid_t (*waitpid_fn)(pid_t, int *, int);
 typedef pid_t (*wait_fn)(int *);
 typedef int (*waitid_fn)(idtype_t, id_t, siginfo_t *, int);
 
+static wait4_fn next_wait4;
+static waitpid_fn next_waitpid;
+static wait_fn next_wait;
+static waitid_fn next_waitid;
+
+__attribute__((constructor)) static void wait_next_init(void)
+{
+	next_wait4 = (wait4_fn)dlsym(RTLD_NEXT, "wait4");
+	next_waitpid = (waitpid_fn)dlsym(RTLD_NEXT, "waitpid");
+	next_wait = (wait_fn)dlsym(RTLD_NEXT, "wait");
+	next_waitid = (waitid_fn)dlsym(RTLD_NEXT, "waitid");
+}
+
 /* The kernel's waitid, not an interposer's: only a look. */
 static int peek(idtype_t type, id_t id, siginfo_t *si, int flags)
 {
-	static waitid_fn real;
-
-	if (!real)
-		real = (waitid_fn)dlsym(RTLD_NEXT, "waitid");
 	si->si_pid = 0;
-	return real ? real(type, id, si, flags | WNOWAIT) : -1;
+	return (int)syscall(SYS_waitid, type, id, si, flags | WNOWAIT, NULL);
 }
 
 /* Look (as the call would, without reaping); if a child has ended, wait
- * for its guardian.  Returns the child's pid to narrow the call to (so
- * that it reaps the child whose guardian we waited for), 0 to make the
- * call as it is, or -1 with errno set: the look failed as the call would
- * (EINTR, ECHILD): return that. */
-static pid_t guardian_first(idtype_t type, id_t id, int flags)
+ * for its guardian.  0: make the call; -1 with errno: the look failed as
+ * the call would (EINTR, ECHILD): return that. */
+static int guardian_first(idtype_t type, id_t id, int flags)
 {
 	siginfo_t si;
 	int err = errno;
 
-	if (sm_pl_bypass() || (flags & WNOWAIT))
+	if (sm_pl_bypass() || (flags & (WNOHANG | WNOWAIT)))
 		return 0;
 	if (peek(type, id, &si, flags)) {
 		if (errno == EINTR || errno == ECHILD)
@@ -56,16 +67,11 @@ static pid_t guardian_first(idtype_t type, id_t id, int flags)
 		errno = err;
 		return 0;	/* the call itself says what is wrong */
 	}
-	errno = err;
-	if (!si.si_pid)
-		return 0;	/* WNOHANG: nothing yet */
-	if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) {
-		sm_pl_busy = true;
+	if (si.si_pid &&
+	    (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED))
 		safe_mr_guardian_wait(si.si_pid, -1);
-		sm_pl_busy = false;
-		errno = err;
-	}
-	return si.si_pid;
+	errno = err;
+	return 0;
 }
 
 /* waitpid/wait4's pid as waitid's idtype and id. */
@@ -98,69 +104,39 @@ static int as_waitid(int options)
 
 SM_PL_API pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
 {
-	wait4_fn next = (wait4_fn)dlsym(RTLD_NEXT, "wait4");
 	idtype_t type;
 	id_t id;
-	pid_t child;
 
 	which(pid, &type, &id);
-	child = guardian_first(type, id, as_waitid(options));
-	if (child < 0)
+	if (guardian_first(type, id, as_waitid(options)))
 		return -1;
-	if (!next) {
-		errno = ENOSYS;
-		return -1;
-	}
-	return next(child ? child : pid, status, options, ru);
+	return next_wait4 ? next_wait4(pid, status, options, ru)
+			  : (pid_t)syscall(SYS_wait4, pid, status, options, ru);
 }
 
 SM_PL_API pid_t waitpid(pid_t pid, int *status, int options)
 {
-	waitpid_fn next = (waitpid_fn)dlsym(RTLD_NEXT, "waitpid");
 	idtype_t type;
 	id_t id;
-	pid_t child;
 
 	which(pid, &type, &id);
-	child = guardian_first(type, id, as_waitid(options));
-	if (child < 0)
+	if (guardian_first(type, id, as_waitid(options)))
 		return -1;
-	if (!next) {
-		errno = ENOSYS;
-		return -1;
-	}
-	return next(child ? child : pid, status, options);
+	return next_waitpid ? next_waitpid(pid, status, options)
+			    : (pid_t)syscall(SYS_wait4, pid, status, options, NULL);
 }
 
 SM_PL_API pid_t wait(int *status)
 {
-	waitpid_fn next = (waitpid_fn)dlsym(RTLD_NEXT, "waitpid");
-	wait_fn next_wait = (wait_fn)dlsym(RTLD_NEXT, "wait");
-	pid_t child = guardian_first(P_ALL, 0, WEXITED);
-
-	if (child < 0)
+	if (guardian_first(P_ALL, 0, WEXITED))
 		return -1;
-	/* Narrowed to the child we waited for: waitpid says the same. */
-	if (child && next)
-		return next(child, status, 0);
-	if (!next_wait) {
-		errno = ENOSYS;
-		return -1;
-	}
-	return next_wait(status);
+	return next_wait ? next_wait(status) : (pid_t)syscall(SYS_wait4, -1, status, 0, NULL);
 }
 
 SM_PL_API int waitid(idtype_t type, id_t id, siginfo_t *info, int options)
 {
-	waitid_fn next = (waitid_fn)dlsym(RTLD_NEXT, "waitid");
-	pid_t child = guardian_first(type, id, options);
-
-	if (child < 0)
+	if (guardian_first(type, id, options))
 		return -1;
-	if (!next) {
-		errno = ENOSYS;
-		return -1;
-	}
-	return child && type != P_PIDFD ? next(P_PID, (id_t)child, info, options)
-					: next(type, id, info, options);
+	return next_waitid ? next_waitid(type, id, info, options)
+			   : (int)syscall(SYS_waitid, type, id, info, options, NULL);
 }

@@ -81,10 +81,18 @@ printf '%s\n' "$o" | grep -qF "$disk: not shadowed: you cannot open it for writi
 # double, which behaves as the kernel it is told).
 printf '%s\n' "$out" | grep -qE "^kernel $rel \((inferred from the version|probed on [^)]*)" &&
 	ok "kernel behaviour labelled probed or inferred" || bad "kernel line has no label"
+# The test double plays 6.1 by naming the mapped file through
+# /proc/self/map_files, which needs CAP_SYS_ADMIN: root only.
+if [ "$(id -u)" = 0 ]; then
 o=$(LD_LIBRARY_PATH=$fake FAKE_VERBS_KERNEL=6.1 "$info" --no-fabric 2>&1)
 printf '%s\n' "$o" | grep -qx "kernel $rel (probed on fake0):" &&
 	printf '%s\n' "$o" | grep -qF "writable registration of a shared file mapping: accepted but unsafe (before 6.5)" &&
 	ok "probed on the device (test double as 6.1): accepted but unsafe" || { bad "probe 6.1:"; show "$o"; }
+elif [ -n "${CI:-}" ]; then
+	bad "probe 6.1: the test double needs root"
+else
+	echo "SKIP: probe 6.1 (the test double needs root to play 6.1)"
+fi
 o=$(LD_LIBRARY_PATH=$fake FAKE_VERBS_KERNEL=6.5 "$info" --no-fabric 2>&1)
 printf '%s\n' "$o" | grep -qF "writable registration of a shared file mapping: refused with EFAULT (since 6.5)" &&
 	ok "probed on the device (test double as 6.5): EFAULT" || { bad "probe 6.5:"; show "$o"; }

@@ -23,44 +23,12 @@
 #include <sys/wait.h>
 
 #include "verbs_util.h"
-
-typedef int (*nic_write_fn)(struct ibv_mr *, size_t, const void *, size_t);
-
-static pid_t find_guardian(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
-
-	while (d && (e = readdir(d))) {
-		char f[300], buf[512], *rp;
-		int ppid;
-		FILE *fp;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(f, sizeof(f), "/proc/%s/stat", e->d_name);
-		if (!(fp = fopen(f, "r")))
-			continue;
-		if (!fgets(buf, sizeof(buf), fp))
-			buf[0] = 0;
-		fclose(fp);
-		rp = strrchr(buf, ')');
-		if (strstr(buf, "(safe_mr-guardia") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
-		    ppid == getpid())
-			found = atoi(e->d_name);
-	}
-	if (d)
-		closedir(d);
-	return found;
-}
+#include "../guardian_procs.h"
 
 static pid_t wait_guardian(void)
 {
-	pid_t g = 0;
+	pid_t g = smt_guardian_wait_for(getpid(), 0);
 
-	for (int i = 0; i < 500 && !(g = find_guardian()); i++)
-		usleep(10000);
 	if (!g)
 		die("no guardian for the program");
 	return g;
@@ -68,19 +36,17 @@ static pid_t wait_guardian(void)
 
 static int reap(pid_t g)
 {
-	int st;
+	int r = smt_guardian_reap(g);
 
-	for (int i = 0; i < 3000; i++) {
-		pid_t w = waitpid(g, &st, WNOHANG);
-
-		if (w == g)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		if (w < 0)
-			die("waitpid guardian: %s", strerror(errno));
-		usleep(10000);
-	}
-	die("the guardian did not end");
+	if (r < 0)
+		die("the guardian did not end");
+	return r;
 }
+
+typedef int (*nic_write_fn)(struct ibv_mr *, size_t, const void *, size_t);
+
+
+
 
 /* The new image: write page 0 durably, as any program would. */
 static int new_image(const char *path)

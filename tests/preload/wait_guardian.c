@@ -14,43 +14,20 @@
 #include <sys/wait.h>
 
 #include "verbs_util.h"
+#include "../guardian_procs.h"
+
+/* The guardian started for pid (any parent: we are not a subreaper). */
+static pid_t guardian_of(pid_t pid)
+{
+	pid_t g = smt_guardian_wait_for(0, pid);
+
+	if (!g)
+		die("no guardian for %d", (int)pid);
+	return g;
+}
 
 typedef int (*nic_write_fn)(struct ibv_mr *, size_t, const void *, size_t);
 
-/* The guardian started for pid: argv "safe_mr-guardian PID LEVEL". */
-static pid_t guardian_of(pid_t pid)
-{
-	char me[32];
-
-	snprintf(me, sizeof(me), "%d", (int)pid);
-	for (int i = 0; i < 500; i++) {
-		DIR *d = opendir("/proc");
-		struct dirent *e;
-		pid_t found = 0;
-
-		while (d && (e = readdir(d))) {
-			char path[300], buf[256] = "";
-			size_t r;
-			FILE *f;
-
-			if (e->d_name[0] < '0' || e->d_name[0] > '9')
-				continue;
-			snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-			if (!(f = fopen(path, "r")))
-				continue;
-			r = fread(buf, 1, sizeof(buf) - 1, f);
-			fclose(f);
-			if (r > 17 && !strcmp(buf, "safe_mr-guardian") && !strcmp(buf + 17, me))
-				found = atoi(e->d_name);
-		}
-		if (d)
-			closedir(d);
-		if (found)
-			return found;
-		usleep(10000);
-	}
-	die("no guardian for %d", (int)pid);
-}
 
 static pid_t stopped;
 

@@ -28,6 +28,11 @@
 #include <unistd.h>
 
 #include "tutil.h"
+#include "../guardian_procs.h"
+
+/* Our children named safe_mr-guardian (orphans reparented to us). */
+#define find_guardian() smt_guardian_find(getpid(), 0)
+#define guardian_holds smt_guardian_holds
 
 enum end { END_KILL, END_SEGV, END_EXIT, END_EXEC, END_CLEAN, END_FORK_KILL,
 	   END_NO_GUARDIAN, END_SYNCED_KILL };
@@ -134,36 +139,6 @@ static void target(const char *path, enum end how, int ready, int go)
 	_exit(96);
 }
 
-/* Children of ours named safe_mr-guardian (orphans reparented to us). */
-static pid_t find_guardian(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
-
-	ck_assert_ptr_nonnull(d);
-	while ((e = readdir(d))) {
-		char f[300], buf[512], *rp;
-		int ppid;
-		FILE *fp;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(f, sizeof(f), "/proc/%s/stat", e->d_name);
-		if (!(fp = fopen(f, "r")))
-			continue;
-		buf[0] = 0;
-		if (!fgets(buf, sizeof(buf), fp))
-			buf[0] = 0;
-		fclose(fp);
-		rp = strrchr(buf, ')');
-		if (strstr(buf, "(safe_mr-guardia") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
-		    ppid == getpid())
-			found = atoi(e->d_name);
-	}
-	closedir(d);
-	return found;
-}
 
 /* The guardian's descriptors: /dev/null, stderr, its socket, the two
  * memfds and the file (once it has read them from the socket), never the
@@ -212,30 +187,6 @@ static void check_guardian_fds(pid_t g, const char *path)
 	ck_assert_int_eq(l[0], '/');
 }
 
-/* Does g (if it still runs) hold a descriptor of path? */
-static bool guardian_holds(pid_t g, const char *path)
-{
-	char dir[64], f[400], l[600];
-	struct dirent *e;
-	bool held = false;
-	DIR *d;
-
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)g);
-	if (!(d = opendir(dir)))
-		return false;
-	while ((e = readdir(d))) {
-		ssize_t n;
-
-		snprintf(f, sizeof(f), "%s/%s", dir, e->d_name);
-		n = readlink(f, l, sizeof(l) - 1);
-		if (n > 0) {
-			l[n] = 0;
-			held |= !strcmp(l, path);
-		}
-	}
-	closedir(d);
-	return held;
-}
 
 /* The guardian's exit status (it is our only other child by now), or -1
  * if none came within 30 s. */

@@ -40,6 +40,8 @@
 #include <unistd.h>
 
 #include "tutil.h"
+#include "../guardian_procs.h"
+#include "inject.h"
 
 static bool require_mode(void)
 {
@@ -48,63 +50,8 @@ static bool require_mode(void)
 	return g && !strcmp(g, "require");
 }
 
-/* Our children named safe_mr-guardian (orphans reparented to us). */
-static pid_t find_guardian(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
 
-	ck_assert_ptr_nonnull(d);
-	while ((e = readdir(d))) {
-		char f[300], buf[512], *rp;
-		int ppid;
-		FILE *fp;
 
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(f, sizeof(f), "/proc/%s/stat", e->d_name);
-		if (!(fp = fopen(f, "r")))
-			continue;
-		buf[0] = 0;
-		if (!fgets(buf, sizeof(buf), fp))
-			buf[0] = 0;
-		fclose(fp);
-		rp = strrchr(buf, ')');
-		if (strstr(buf, "(safe_mr-guardia") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
-		    ppid == getpid())
-			found = atoi(e->d_name);
-	}
-	closedir(d);
-	return found;
-}
-
-static pid_t wait_guardian(void)
-{
-	pid_t g = 0;
-
-	for (int i = 0; i < 500 && !(g = find_guardian()); i++)
-		usleep(10000);
-	ck_assert_msg(g > 0, "no guardian running for the target");
-	return g;
-}
-
-/* The guardian's exit status once it is gone (within 30 s), or -1. */
-static int reap(pid_t g)
-{
-	int st;
-
-	for (int i = 0; i < 3000; i++) {
-		pid_t w = waitpid(g, &st, WNOHANG);
-
-		if (w == g)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		if (w < 0)
-			return -1;
-		usleep(10000);
-	}
-	return -1;
-}
 
 static void say(int fd, char c)
 {
@@ -157,6 +104,18 @@ static void assert_filled(const char *path, size_t pages, char c)
 		tu_assert_file(path, (off_t)(i * ps), want, ps < sizeof(want) ? ps : sizeof(want));
 }
 
+/* The target's guardian: our child (we are its subreaper). */
+static pid_t wait_guardian(void)
+{
+	pid_t g = smt_guardian_wait_for(getpid(), 0);
+
+	ck_assert_msg(g > 0, "no guardian running for the target");
+	return g;
+}
+
+#define reap smt_guardian_reap
+#define guardian_holds smt_guardian_holds
+
 /* Fork a target running fn(up, down): it talks to us over two pipes. */
 static pid_t target(void (*fn)(int up, int down), int *up, int *down)
 {
@@ -195,59 +154,7 @@ static int target_status(pid_t t)
 
 /* ------------------------------------------------------------ late_not_dead */
 
-/* Does g hold a descriptor of path? */
-static bool guardian_holds(pid_t g, const char *path)
-{
-	char dir[64], f[400], l[600];
-	struct dirent *e;
-	bool held = false;
-	DIR *d;
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)g);
-	if (!(d = opendir(dir)))
-		return false;
-	while ((e = readdir(d))) {
-		ssize_t n;
-
-		snprintf(f, sizeof(f), "%s/%s", dir, e->d_name);
-		n = readlink(f, l, sizeof(l) - 1);
-		if (n > 0) {
-			l[n] = 0;
-			held |= !strcmp(l, path);
-		}
-	}
-	closedir(d);
-	return held;
-}
-
-/* The guardian started for this process (argv: safe_mr-guardian PID LEVEL). */
-static pid_t my_guardian(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	char me[32];
-	pid_t found = 0;
-
-	snprintf(me, sizeof(me), "%d", (int)getpid());
-	while (d && (e = readdir(d))) {
-		char path[300], buf[256] = "";
-		size_t r;
-		FILE *f;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		if (!(f = fopen(path, "r")))
-			continue;
-		r = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		if (r > 17 && !strcmp(buf, "safe_mr-guardian") && !strcmp(buf + 17, me))
-			found = atoi(e->d_name);
-	}
-	if (d)
-		closedir(d);
-	return found;
-}
 
 static struct reg la, lb, lc;
 
@@ -271,7 +178,7 @@ static void late_target(int up, int down)
 	 * no more when the call returns (the umount promise is back). */
 	{
 		struct reg ld;
-		pid_t g = my_guardian();
+		pid_t g = smt_guardian_find(0, getpid());
 
 		reg_file(&ld, 1, 54);
 		if (!g || safe_mr_dereg_mr(ld.mr))
@@ -567,6 +474,165 @@ START_TEST(lost_fds)
 }
 END_TEST
 
+/* ---------------------------------------------------------- late_and_exec */
+
+/* late_queue_death: the guardian is late (stopped) while the process
+ * shadows more files than the socket's buffer holds GM_FILE messages
+ * (about 280 with the default 212992-byte wmem); the rest wait in the
+ * engine's own queue.  The guardian runs again and has all the time it
+ * wants, the process is idle (nothing flushes its queue), then dies: the
+ * guardian never got those files' descriptors, their records are valid,
+ * and their shadows are lost in silence.  README: "everything that reached
+ * a shadow before the death reaches the file". */
+#define QMANY 400
+
+static void queue_target(int up, int down)
+{
+	static struct reg r[QMANY];
+
+	reg_file(&r[0], 1, 100);
+	say(up, 'r');
+	hear(down, 'g');
+	for (int i = 1; i < QMANY; i++) {
+		reg_file(&r[i], 1, 100 + (unsigned)i);
+		nic_fill(&r[i], 1, (char)('a' + i % 26));
+	}
+	say(up, 'd');
+	for (;;)
+		pause();	/* killed, idle: the guardian writes the rest */
+}
+
+START_TEST(late_queue_death)
+{
+	int up, down, st, lost = 0, first = 0;
+	pid_t t = target(queue_target, &up, &down), g;
+	char c = 0;
+
+	hear(up, 'r');
+	g = wait_guardian();
+	ck_assert_int_eq(kill(g, SIGSTOP), 0);
+	say(down, 'g');
+	ck_assert_int_eq(read(up, &c, 1), 1);
+	ck_assert_int_eq(c, 'd');
+	ck_assert_int_eq(kill(g, SIGCONT), 0);
+	usleep(1000000);	/* it catches up with everything it was sent */
+	ck_assert_int_eq(kill(t, SIGKILL), 0);
+	st = target_status(t);
+	ck_assert(WIFSIGNALED(st));
+	reap(g);
+	for (int i = 1; i < QMANY; i++) {
+		char path[600], want = (char)('a' + i % 26), got = 0;
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/file%u-%d-%d", tu_dir, 100 + (unsigned)i, (int)t, i);
+		fd = open(path, O_RDONLY);
+		ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+		ck_assert_int_eq(pread(fd, &got, 1, 0), 1);
+		close(fd);
+		if (got != want && !lost++)
+			first = i;
+		unlink(path);
+	}
+	ck_assert_msg(!lost, "%d of %d files shadowed while the guardian was late lost their "
+		      "shadow at the death (the first: file %d): their GM_FILE never left the "
+		      "engine's queue", lost, QMANY - 1, first);
+}
+END_TEST
+
+/* exec_failed_dup: safe_mr_exec_prepare's writeback fails (EIO: it says
+ * "the guardian writes it after the exec"), so the guardian is not told;
+ * the exec fails too, and safe_mr_exec_failed records every chunk again
+ * in the same guardian without releasing the old records.  The stale
+ * record of file A (its old slot: A's descriptor, still open in the
+ * guardian) outlives A's deregistration; file B's shadow takes A's arena
+ * pages, and at the death the guardian writes B's data into file A. */
+static struct reg xa, xb;
+
+static void exec_target(int up, int down)
+{
+	char *argv[] = { "no-such-program", NULL };
+	int err;
+
+	(void)down;
+	reg_file(&xa, 4, 110);
+	nic_fill(&xa, 4, 'A');
+	if (!inj_install())
+		_exit(90);
+	inj_arm(xa.fd, INJ_WRITE, 0, 1000000, EIO);
+	err = safe_mr_exec_prepare();
+	inj_disarm();
+	if (err == 0)
+		_exit(91);	/* the premise: the writeback failed */
+	execv("/nonexistent/no-such-program", argv);
+	safe_mr_exec_failed();
+	/* A is written (A's bytes in the file) and goes. */
+	if (safe_mr_dereg_mr(xa.mr))
+		_exit(92);
+	if (munmap(xa.p, 4 * ps))
+		_exit(93);
+	/* B's shadow takes the arena pages A gave back. */
+	reg_file(&xb, 4, 111);
+	nic_fill(&xb, 4, 'B');
+	say(up, 'k');
+	for (;;)
+		pause();
+}
+
+START_TEST(exec_failed_dup)
+{
+	int up, down, st;
+	pid_t t = target(exec_target, &up, &down), g;
+	char c = 0;
+
+	ck_assert_int_eq(read(up, &c, 1), 1);
+	ck_assert_msg(c == 'k', "the target failed before the premise");
+	g = wait_guardian();
+	ck_assert_int_eq(kill(t, SIGKILL), 0);
+	st = target_status(t);
+	ck_assert(WIFSIGNALED(st));
+	reap(g);
+	snprintf(xa.path, sizeof(xa.path), "%s/file110-%d-0", tu_dir, (int)t);
+	snprintf(xb.path, sizeof(xb.path), "%s/file111-%d-1", tu_dir, (int)t);
+	assert_filled(xb.path, 4, 'B');
+	/* A was deregistered cleanly with 'A': nothing may write it after. */
+	assert_filled(xa.path, 4, 'A');
+}
+END_TEST
+
+/* wait_timeout_backlog: safe_mr_guardian_wait(pid, 0) on a live process
+ * must return ETIMEDOUT at once, however often it is called (a monitor
+ * that polls).  The guardian never accepts: every waiter's connection
+ * stays in its accept queue after the waiter closed it, and once the
+ * queue (listen backlog 64) is full, connect() blocks, whatever the
+ * timeout, until the guardian exits. */
+START_TEST(wait_timeout_backlog)
+{
+	int up, down, st;
+	pid_t t = target(term_target, &up, &down), g, h;
+
+	hear(up, 'r');
+	g = wait_guardian();
+	h = fork();
+	ck_assert_int_ge(h, 0);
+	if (h == 0) {
+		signal(SIGALRM, SIG_DFL);	/* not Check's: it kills the group */
+		alarm(10);
+		for (int i = 0; i < 200; i++)
+			if (safe_mr_guardian_wait(t, 0) != ETIMEDOUT)
+				_exit(1);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(h, &st, 0), h);
+	ck_assert_int_eq(kill(t, SIGKILL), 0);
+	target_status(t);
+	reap(g);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "200 calls of safe_mr_guardian_wait(pid, 0) on a live process did not all "
+		      "return ETIMEDOUT within 10 s (status %#x: %s)", st,
+		      WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? "blocked in connect" : "?");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("guardian_life");
@@ -582,5 +648,14 @@ int main(void)
 	}
 	tcase_add_test(tc, pid1);
 	suite_add_tcase(s, tc);
+	if (!require_mode()) {
+		TCase *rv = tu_tcase("late_and_exec");
+
+		tcase_set_timeout(rv, 90);
+		tcase_add_test(rv, late_queue_death);
+		tcase_add_test(rv, exec_failed_dup);
+		tcase_add_test(rv, wait_timeout_backlog);
+		suite_add_tcase(s, rv);
+	}
 	return tu_run(s);
 }
