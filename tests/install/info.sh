@@ -168,9 +168,9 @@ assert len([x for x in c.values() if x["fabric_parameter"]]) == 7
 
 # --pid: is this process protected?
 preload=$(dirname "$info")/../preload/libsafe_mr_preload.so
-env LD_PRELOAD="$preload" sleep 60 & p1=$!
+env LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}$preload" sleep 60 & p1=$!
 sleep 60 & p2=$!
-env LD_PRELOAD="$preload" SAFE_MR_MODE=off sleep 60 & p3=$!
+env LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}$preload" SAFE_MR_MODE=off sleep 60 & p3=$!
 # A stand-in guardian: a process named safe_mr-guardian, argv[1] the pid.
 gdir=$(mktemp -d) && cp "$(command -v sleep)" "$gdir/safe_mr-guardian"
 "$gdir/safe_mr-guardian" "$p1" & g=$!
@@ -198,7 +198,7 @@ kill "$p1" "$p2" "$p3" "$g" 2>/dev/null; wait 2>/dev/null; rm -rf "$gdir"
 # PID 1 of its own PID namespace (a container without an init): no
 # guardian can outlive it, so it is not protected, and says why.
 if [ "$(id -u)" = 0 ] && unshare --pid --fork true 2>/dev/null; then
-	unshare --pid --fork env LD_PRELOAD="$preload" sleep 60 & u=$!
+	unshare --pid --fork env LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}$preload" sleep 60 & u=$!
 	sleep 0.5
 	p4=$(cat /proc/$u/task/$u/children 2>/dev/null | tr -d ' ')
 	o=$("$info" --pid "$p4" 2>&1); rc=$?
