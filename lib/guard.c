@@ -314,13 +314,23 @@ static int64_t now_ms(void)
 }
 
 /* Wait until everything sent is acked, at most SMG_ACK_MS (SMG_LATE_MS
- * while the guardian is known to be late: long enough for one that caught
- * up to answer, so the umount promise comes back with it): 0, ETIMEDOUT
- * (late: we go on, it catches up), or EPIPE (gone). */
+ * while the guardian is known to be late and has not answered what came
+ * before: it is not waited for again and again): 0, ETIMEDOUT (late: we
+ * go on, it catches up), or EPIPE (gone). */
 #define SMG_LATE_MS 50
 static int wait_acks(void)
 {
-	int64_t end = now_ms() + (late_said ? SMG_LATE_MS : SMG_ACK_MS);
+	int64_t end;
+	int err;
+
+	if ((err = flush_out()) == EPIPE || (err = take_acks()))
+		return err;
+	/* It answered everything before the last message: it caught up. */
+	if (late_said && !out_head && acks_owed <= 1) {
+		sm_info("the guardian caught up");
+		late_said = false;
+	}
+	end = now_ms() + (late_said ? SMG_LATE_MS : SMG_ACK_MS);
 
 	for (;;) {
 		struct pollfd p = { .fd = sock, .events = POLLIN };
