@@ -80,11 +80,6 @@ static void fail(const char *what, int err)
 		 "lost if it dies", what, strerror(err));
 }
 
-bool sm_guard_active(void)
-{
-	return sock >= 0;
-}
-
 /* <libdir>/safe_mr/ installed, next to the library in the build tree:
  * found relative to the library, so an install anywhere works. */
 static int find_guardian(char *out, size_t n)
@@ -108,28 +103,29 @@ static int find_guardian(char *out, size_t n)
 	return ENOENT;
 }
 
-/* One message, without waiting: 0, EAGAIN (the guardian's queue is full:
- * it is late), or the socket's error. */
-static int send_now(const struct smg_msg *m, int fd)
+/* One message with nfds (at most 2) descriptors, without waiting: 0,
+ * EAGAIN (the guardian's queue is full: it is late), or the socket's
+ * error. */
+static int send_fds(const struct smg_msg *m, const int *fds, size_t nfds)
 {
 	struct iovec iov = { (void *)m, sizeof(*m) };
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(2 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (fd >= 0) {
+	if (nfds) {
 		struct cmsghdr *cm;
 
 		memset(&u, 0, sizeof(u));
 		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int));
+		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
 		cm = CMSG_FIRSTHDR(&mh);
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
 	}
 	while (sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		if (errno != EINTR)
@@ -137,6 +133,11 @@ static int send_now(const struct smg_msg *m, int fd)
 	if (m->type == GM_FILE_GONE || m->type == GM_CLEAN)
 		acks_owed++;
 	return 0;
+}
+
+static int send_now(const struct smg_msg *m, int fd)
+{
+	return send_fds(m, &fd, fd >= 0);
 }
 
 static void out_pop(void)
@@ -500,25 +501,8 @@ static bool start(void)
 	}
 	fds[0] = sm_arena_fd();
 	fds[1] = state_fd;
-	{
-		struct smg_msg m = { GM_INIT, 0 };
-		struct iovec iov = { &m, sizeof(m) };
-		union {
-			char buf[CMSG_SPACE(2 * sizeof(int))];
-			struct cmsghdr align;
-		} u;
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				     .msg_controllen = sizeof(u.buf) };
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
-		memcpy(CMSG_DATA(cm), fds, sizeof(fds));
-		/* The first message: the queue is empty, it cannot block. */
-		while ((err = sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? errno : 0) == EINTR)
-			;
-	}
+	/* The first message: the queue is empty, it cannot be full. */
+	err = send_fds(&(struct smg_msg){ GM_INIT, 0 }, fds, 2);
 	if (err) {
 		give_up("handing over the arena", err);
 		return false;
@@ -621,6 +605,25 @@ static bool chunk_record(struct sm_chunk *c)
 	return true;
 }
 
+/* The chunks' records and the files' slots are the old guardian's: none. */
+static void forget_records(void)
+{
+	for (struct sm_chunk *c = sm_chunks; c; c = c->next) {
+		c->guard = 0;
+		c->file->guard_slot = 0;
+	}
+}
+
+/* A new guardian gets every chunk and file (after forget_records). */
+static void record_all(void)
+{
+	if (!start())
+		return;
+	for (struct sm_chunk *c = sm_chunks; c && sock >= 0; c = c->next)
+		if (chunk_record(c))
+			sm_guard_pages(c, 0, c->npages);
+}
+
 /* The guardian is gone while we live (killed, crashed: not late, its
  * socket is closed): a new one gets every chunk and file. */
 static void guardian_died(int err)
@@ -632,20 +635,15 @@ static void guardian_died(int err)
 	in = true;
 	fail("the guardian died", err);
 	drop_state();
-	for (struct sm_chunk *c = sm_chunks; c; c = c->next) {
-		c->guard = 0;
-		c->file->guard_slot = 0;
-	}
+	forget_records();
 	if (off) {
 		/* Ending (clean exit, exec, unload): no new one for nothing. */
 	} else if (++restarts > SMG_MAX_RESTARTS) {
 		sm_error("the guardian died %u times: no more guardians for this process",
 			 restarts - 1);
 		off = true;
-	} else if (start()) {
-		for (struct sm_chunk *c = sm_chunks; c && sock >= 0; c = c->next)
-			if (chunk_record(c))
-				sm_guard_pages(c, 0, c->npages);
+	} else {
+		record_all();
 	}
 	in = false;
 }
@@ -724,19 +722,9 @@ void sm_guard_exec_failed(void)
 	if (sock >= 0 || sm_cfg.guardian == SM_GUARD_OFF || pid1())
 		return;
 	off = false;
-	for (struct sm_chunk *c = sm_chunks; c; c = c->next) {
-		c->guard = 0;
-		c->file->guard_slot = 0;
-	}
-	if (sm_chunks && start())
-		for (struct sm_chunk *c = sm_chunks; c && sock >= 0; c = c->next)
-			if (chunk_record(c))
-				sm_guard_pages(c, 0, c->npages);
-}
-
-void sm_guard_unload(void)
-{
-	sm_guard_clean();
+	forget_records();
+	if (sm_chunks)
+		record_all();
 }
 
 /* dlclose: the thread runs our code.  Engine lock not held. */

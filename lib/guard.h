@@ -180,9 +180,6 @@ void sm_guard_clean(void);
 /* exec: the same as a clean exit (the new image must not meet a late
  * writeback of the old one); and if the exec failed, guard again. */
 void sm_guard_exec_failed(void);
-/* Unload (dlclose) with nothing shadowed: the guardian goes, like a clean
- * exit, and everything of ours is closed. */
-void sm_guard_unload(void);
 /* Before dlclose's teardown, engine lock not held: the thread that sends
  * a late guardian its queue is gone. */
 void sm_guard_thread_stop(void);
@@ -192,8 +189,6 @@ void sm_guard_forget(bool chunks_kept);
  * failed, a guardian that died, descriptors it could not take (the stats
  * line, safe_mr-info). */
 extern _Atomic uint64_t sm_guard_failures;
-/* Is a guardian protecting this process now? */
-bool sm_guard_active(void);
 #endif
 
 #endif
