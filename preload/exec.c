@@ -25,9 +25,26 @@ typedef int (*fexecve_fn)(int, char *const[], char *const[]);
 
 extern char **environ;
 
-static void *next_of(const char *name)
+/* The next definitions, resolved at load: an exec after fork in a
+ * threaded program (the common case) must not take the loader's lock,
+ * which another thread may have held at the fork. */
+enum { N_EXECVE, N_EXECV, N_EXECVP, N_EXECVPE, N_FEXECVE, N_COUNT };
+static void *nexts[N_COUNT];
+static const char *const next_names[N_COUNT] = {
+	[N_EXECVE] = "execve", [N_EXECV] = "execv", [N_EXECVP] = "execvp",
+	[N_EXECVPE] = "execvpe", [N_FEXECVE] = "fexecve",
+};
+
+__attribute__((constructor)) static void exec_next_init(void)
 {
-	return dlsym(RTLD_NEXT, name);
+	for (size_t i = 0; i < N_COUNT; i++)
+		nexts[i] = dlsym(RTLD_NEXT, next_names[i]);
+}
+
+/* Called before our constructor ran (another library's): look it up now. */
+static void *next_of(size_t i)
+{
+	return nexts[i] ? nexts[i] : dlsym(RTLD_NEXT, next_names[i]);
 }
 
 /* Around the next definition's call: ret is what it returned (it returns
@@ -62,7 +79,7 @@ static int no_next(void)
 
 SM_PL_API int execve(const char *path, char *const argv[], char *const envp[])
 {
-	execve_fn next = (execve_fn)next_of("execve");
+	execve_fn next = (execve_fn)next_of(N_EXECVE);
 
 	if (!next)
 		return no_next();
@@ -72,7 +89,7 @@ SM_PL_API int execve(const char *path, char *const argv[], char *const envp[])
 
 SM_PL_API int execv(const char *path, char *const argv[])
 {
-	execv_fn next = (execv_fn)next_of("execv");
+	execv_fn next = (execv_fn)next_of(N_EXECV);
 
 	if (!next)
 		return no_next();
@@ -82,7 +99,7 @@ SM_PL_API int execv(const char *path, char *const argv[])
 
 SM_PL_API int execvp(const char *file, char *const argv[])
 {
-	execv_fn next = (execv_fn)next_of("execvp");
+	execv_fn next = (execv_fn)next_of(N_EXECVP);
 
 	if (!next)
 		return no_next();
@@ -92,7 +109,7 @@ SM_PL_API int execvp(const char *file, char *const argv[])
 
 SM_PL_API int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-	execve_fn next = (execve_fn)next_of("execvpe");
+	execve_fn next = (execve_fn)next_of(N_EXECVPE);
 
 	if (!next)
 		return no_next();
@@ -102,7 +119,7 @@ SM_PL_API int execvpe(const char *file, char *const argv[], char *const envp[])
 
 SM_PL_API int fexecve(int fd, char *const argv[], char *const envp[])
 {
-	fexecve_fn next = (fexecve_fn)next_of("fexecve");
+	fexecve_fn next = (fexecve_fn)next_of(N_FEXECVE);
 
 	if (!next)
 		return no_next();
