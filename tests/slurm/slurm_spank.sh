@@ -6,10 +6,10 @@
 # (proctrack/pgid, task/none).  plugstack.conf is reread by srun and by
 # every step's slurmstepd, so each case rewrites it without a restart.
 #
-# usage: slurm_spank.sh PLUGIN PRELOAD PROBE STATIC_PROBE
+# usage: slurm_spank.sh PLUGIN PRELOAD PROBE STATIC_PROBE SRCDIR
 # Fails (never skips) when slurm or munge is missing, or not as root.
 set -u
-plugin=$1 preload=$2 probe=$3 sprobe=$4
+plugin=$1 preload=$2 probe=$3 sprobe=$4 src=$5
 fails=0
 
 die() { echo "FAIL: $*" >&2; exit 1; }
@@ -244,6 +244,22 @@ sed 's/^/#   job: /' "$T/sbatch_off.out"
 has sbatch_off out '^script: 0 mapping'
 lacks sbatch_off out 'preload=loaded'
 has sbatch_off out '^static step: exit 0'
+
+# 8. examples/slurm/checkpoint.sbatch as shipped: two Open MPI ranks
+# started by srun --mpi=pmix put into each other's file-backed windows,
+# and the files hold what was put.  (Shared memory between the ranks here:
+# no registration, so no SAFE_MR_STATS line; that the steps of a
+# --safe-mr job have the preload is case 7.)
+# Debian's python3, the one with mpi4py, whatever python3 comes first here.
+(cd "$src" && PATH=/usr/bin:/bin OMPI_MCA_btl=self,vader timeout 180 sbatch --wait --quiet \
+	-D "$T/job" -o "$T/job/ckpt.out" examples/slurm/checkpoint.sbatch "$T/job/ckpt") \
+	> "$T/ckpt.err" 2>&1
+echo "# checkpoint.sbatch: exit $?"
+cp "$T/job/ckpt.out" "$T/ckpt.out" 2>/dev/null
+sed 's/^/#   job: /' "$T/ckpt.out"
+sed 's/^/#   err: /' "$T/ckpt.err"
+has ckpt out '^batch script: safe_mr loaded'
+has ckpt out 'mpi4py_memmap_put: .* ok'
 
 if [ "$fails" != 0 ]; then
 	echo "FAIL: $fails check(s)"
