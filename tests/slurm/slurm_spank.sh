@@ -245,6 +245,13 @@ has sbatch_off out '^script: 0 mapping'
 lacks sbatch_off out 'preload=loaded'
 has sbatch_off out '^static step: exit 0'
 
+# salloc --safe-mr: the steps of the allocation have it.
+timeout 120 salloc --quiet -N1 -n1 --safe-mr srun "$probe" > "$T/salloc.out" 2> "$T/salloc.err"
+echo "# salloc: exit $?"
+sed 's/^/#   out: /' "$T/salloc.out"
+sed 's/^/#   err: /' "$T/salloc.err"
+has salloc out 'preload=loaded'
+
 # 8. examples/slurm/checkpoint.sbatch as shipped: two Open MPI ranks
 # started by srun --mpi=pmix put into each other's file-backed windows,
 # and the files hold what was put.  (Shared memory between the ranks here:
