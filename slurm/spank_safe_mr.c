@@ -137,7 +137,7 @@ __attribute__((format(printf, 2, 3), noreturn)) static void refuse(spank_t sp,
 								   const char *fmt, ...)
 {
 	uint32_t job = 0, step = 0;
-	int task = -1;
+	uint32_t task = 0;
 	char msg[1024];
 	va_list ap;
 
@@ -147,11 +147,33 @@ __attribute__((format(printf, 2, 3), noreturn)) static void refuse(spank_t sp,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	dprintf(STDERR_FILENO, "safe_mr: job %u task %d: %s\n"
+	dprintf(STDERR_FILENO, "safe_mr: job %u task %u: %s\n"
 		"safe_mr: not running it without safe_mr (--safe-mr); exit status %d\n",
 		job, task, msg, EXIT_REFUSED);
-	slurm_info("safe_mr: job %u step %u task %d: %s; task refused", job, step, task, msg);
+	slurm_info("safe_mr: job %u step %u task %u: %s; task refused", job, step, task, msg);
 	_exit(EXIT_REFUSED);
+}
+
+/* A variable of the task's environment, malloc'ed (any length: a PATH or
+ * LD_PRELOAD cut short would check or set something else); NULL with *rc
+ * ESPANK_ENV_NOEXIST when it is not set, or another error. */
+static char *job_getenv(spank_t sp, const char *name, spank_err_t *rc)
+{
+	for (int len = 4096; len <= 1 << 24; len *= 2) {
+		char *buf = malloc((size_t)len);
+
+		if (!buf) {
+			*rc = ESPANK_ERROR;
+			return NULL;
+		}
+		*rc = spank_getenv(sp, name, buf, len);
+		if (*rc == ESPANK_SUCCESS)
+			return buf;
+		free(buf);
+		if (*rc != ESPANK_NOSPACE)
+			return NULL;
+	}
+	return NULL;
 }
 
 /* The file slurmstepd will execve for `name` (its _build_path: absolute as
@@ -160,8 +182,9 @@ __attribute__((format(printf, 2, 3), noreturn)) static void refuse(spank_t sp,
  * file exists: the execve fails and nothing runs. */
 static bool resolve(spank_t sp, const char *name, char *out, size_t n)
 {
-	char path[8192], cwd[PATH_MAX];
+	char cwd[PATH_MAX], *path;
 	struct stat st;
+	spank_err_t rc;
 
 	if (name[0] == '/' || name[0] == '.') {
 		int len = name[0] == '.' && getcwd(cwd, sizeof(cwd)) ?
@@ -169,14 +192,19 @@ static bool resolve(spank_t sp, const char *name, char *out, size_t n)
 
 		return len > 0 && (size_t)len < n && !stat(out, &st);
 	}
-	if (spank_getenv(sp, "PATH", path, sizeof(path)) == ESPANK_SUCCESS) {
+	if ((path = job_getenv(sp, "PATH", &rc))) {
 		char *save = NULL;
 
 		for (char *d = strtok_r(path, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
 			if ((size_t)snprintf(out, n, "%s/%s", d, name) < n && !stat(out, &st) &&
-			    !S_ISDIR(st.st_mode))
+			    !S_ISDIR(st.st_mode)) {
+				free(path);
 				return true;
+			}
 		}
+		free(path);
+	} else if (rc != ESPANK_ENV_NOEXIST) {
+		refuse(sp, "cannot read the task's PATH: %s", spank_strerror(rc));
 	}
 	return (size_t)snprintf(out, n, "%s", name) < n && !stat(out, &st);
 }
@@ -184,7 +212,7 @@ static bool resolve(spank_t sp, const char *name, char *out, size_t n)
 SPANK_EXPORT int slurm_spank_task_init(spank_t sp, int ac, char **av)
 {
 	enum sms_mode mode = opt_mode != SMS_UNSET ? opt_mode : site_mode;
-	char prog[PATH_MAX], why[1024], old[8192], mode_env[16];
+	char prog[PATH_MAX], why[1024], mode_env[16], *old;
 	const char *reason;
 	uint32_t step = 0;
 	spank_err_t rc;
@@ -217,12 +245,12 @@ SPANK_EXPORT int slurm_spank_task_init(spank_t sp, int ac, char **av)
 		refuse(sp, "%s", reason);
 	}
 
-	rc = spank_getenv(sp, "LD_PRELOAD", old, sizeof(old));
-	if (rc == ESPANK_ENV_NOEXIST)
-		old[0] = '\0';
-	else if (rc != ESPANK_SUCCESS)
+	old = job_getenv(sp, "LD_PRELOAD", &rc);
+	if (!old && rc != ESPANK_ENV_NOEXIST)
 		refuse(sp, "cannot read the task's LD_PRELOAD: %s", spank_strerror(rc));
-	if (!(v = smt_ldpreload_with(old, preload)))
+	v = smt_ldpreload_with(old, preload);
+	free(old);
+	if (!v)
 		refuse(sp, "out of memory");
 	if (spank_setenv(sp, "LD_PRELOAD", v, 1) != ESPANK_SUCCESS) {
 		free(v);

@@ -20,7 +20,7 @@ char *smt_ldpreload_with(const char *old, const char *preload)
 {
 	const char *p;
 	char *v;
-	size_t head = 0;
+	size_t keep = 0, rest;
 
 	if (!old || !*old)
 		return strdup(preload);
@@ -33,17 +33,20 @@ char *smt_ldpreload_with(const char *old, const char *preload)
 		p += len;
 		p += strspn(p, ": ");
 	}
-	for (p = old; *p;) {
+	/* keep: the end of the last sanitizer entry at the head; rest: the
+	 * first entry after it. */
+	for (p = old + strspn(old, ": "); *p;) {
 		size_t len = strcspn(p, ": ");
 
-		if (!len || !is_sanitizer(p, len))
+		if (!is_sanitizer(p, len))
 			break;
 		p += len;
+		keep = (size_t)(p - old);
 		p += strspn(p, ": ");
-		head = (size_t)(p - old);
 	}
-	if (asprintf(&v, "%.*s%s%s%s%s", (int)head, old, head && old[head - 1] != ':' ? ":" : "",
-		     preload, old[head] ? ":" : "", old + head) < 0)
+	rest = keep + strspn(old + keep, ": ");
+	if (asprintf(&v, "%.*s%s%s%s%s", (int)keep, old, keep ? ":" : "", preload,
+		     old[rest] ? ":" : "", old + rest) < 0)
 		return NULL;
 	return v;
 }
