@@ -178,8 +178,8 @@ static char *job_getenv(spank_t sp, const char *name, spank_err_t *rc)
 
 /* The file slurmstepd will execve for `name` (its _build_path: absolute as
  * is, "./x" from the working directory, else the first PATH entry that
- * stat()s as a non-directory, else the name itself).  false when no such
- * file exists: the execve fails and nothing runs. */
+ * stat()s as a non-directory, else the name itself).  false when there is
+ * no such file. */
 static bool resolve(spank_t sp, const char *name, char *out, size_t n)
 {
 	char cwd[PATH_MAX], *path;
@@ -235,15 +235,16 @@ SPANK_EXPORT int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	if (spank_get_item(sp, S_JOB_ARGV, &argc, &argv) != ESPANK_SUCCESS || argc < 1 ||
 	    !argv || !argv[0])
 		refuse(sp, "cannot tell which program the task runs");
-	if (!resolve(sp, argv[0], prog, sizeof(prog))) {
-		/* slurmstepd's execve fails: nothing runs without safe_mr.  A
-		 * node without the preload still says so, rather than "no such
-		 * file" about the program. */
-		if (access(preload, R_OK))
-			refuse(sp, "the preload %s: %s", preload, strerror(errno));
-	} else if ((reason = smt_preflight(prog, preload, why, sizeof(why)))) {
+	/* What cannot be found cannot be checked: slurmstepd might still find
+	 * it (a TaskProlog changing PATH, a container, a --multi-prog step
+	 * whose configuration file is not on the node). */
+	if (access(preload, R_OK))
+		refuse(sp, "the preload %s: %s", preload, strerror(errno));
+	if (!resolve(sp, argv[0], prog, sizeof(prog)))
+		refuse(sp, "%s: not found in the task's PATH or working directory: cannot "
+		       "check that the preload reaches it", argv[0]);
+	if ((reason = smt_preflight(prog, preload, why, sizeof(why))))
 		refuse(sp, "%s", reason);
-	}
 
 	old = job_getenv(sp, "LD_PRELOAD", &rc);
 	if (!old && rc != ESPANK_ENV_NOEXIST)

@@ -176,6 +176,16 @@ lacks suid out 'probe pid='
 PATH="$(dirname "$sprobe"):$PATH" run path_static 126 --safe-mr "$(basename "$sprobe")"
 has path_static err "$sprobe is statically linked"
 
+# What cannot be found cannot be checked.
+run notfound 126 --safe-mr "$T/job/no-such-program"
+has notfound err "$T/job/no-such-program: not found"
+
+# --multi-prog: the plugin cannot see each task's program; refused, never
+# run unchecked.
+printf '0 %s\n' "$probe" > "$T/job/multi.conf"
+run multiprog 126 --safe-mr --multi-prog "$T/job/multi.conf"
+lacks multiprog out 'probe pid='
+
 # 4. a node without the preload: every --safe-mr task fails; also when the
 # site listed the plugin as optional (the plugin ends the task itself).
 plugstack "required $plugin preload=$T/nowhere/libsafe_mr_preload.so"

@@ -291,8 +291,8 @@ int main(int argc, char **argv)
 	      strstr(r.err, static_prog), r);
 	setvar("PATH", "/usr/bin:/bin");
 	r = run(pl_args, "", "no-such-program-here");
-	CHECK("program not found: left to execve's error", r.status == 0 &&
-	      !strcmp(r.preload, preload), r);
+	CHECK("program not found: refused", r.status == 126 &&
+	      strstr(r.err, "no-such-program-here: not found"), r);
 	setvar("SAFE_MR_MODE", "off");
 	r = run(pl_args, "", self);
 	CHECK("SAFE_MR_MODE=off refused", r.status == 126 && strstr(r.err, "SAFE_MR_MODE=off"), r);
