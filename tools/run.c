@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "fabric_probe.h"
+#include "ldpreload.h"
 #include "paths.h"
 #include "preflight.h"
 
@@ -153,47 +154,11 @@ static void set_template(const char *opt, const char *var, const char *v)
 	setenv(var, v, 1);
 }
 
-/* Sanitizer runtimes must stay first in LD_PRELOAD (ASan aborts otherwise):
- * ours goes after those at the head, before everything else. */
-static bool is_sanitizer(const char *entry, size_t len)
-{
-	const char *slash = memrchr(entry, '/', len);
-	const char *base = slash ? slash + 1 : entry;
-
-	return !strncmp(base, "libasan", 7) || !strncmp(base, "libclang_rt.asan", 16) ||
-	       !strncmp(base, "libtsan", 7);
-}
-
 static void set_preload(const char *preload)
 {
-	const char *old = getenv("LD_PRELOAD"), *p;
-	char *v;
-	size_t head = 0;
+	char *v = smt_ldpreload_with(getenv("LD_PRELOAD"), preload);
 
-	if (!old || !*old) {
-		setenv("LD_PRELOAD", preload, 1);
-		return;
-	}
-	/* Already there (nested launchers, mpirun -x LD_PRELOAD): keep it. */
-	for (p = old; *p;) {
-		size_t len = strcspn(p, ": ");
-
-		if (len == strlen(preload) && !strncmp(p, preload, len))
-			return;
-		p += len;
-		p += strspn(p, ": ");
-	}
-	for (p = old; *p;) {
-		size_t len = strcspn(p, ": ");
-
-		if (!len || !is_sanitizer(p, len))
-			break;
-		p += len;
-		p += strspn(p, ": ");
-		head = (size_t)(p - old);
-	}
-	if (asprintf(&v, "%.*s%s%s%s%s", (int)head, old, head && old[head - 1] != ':' ? ":" : "",
-		     preload, old[head] ? ":" : "", old + head) < 0)
+	if (!v)
 		refuse("out of memory");
 	setenv("LD_PRELOAD", v, 1);
 	free(v);

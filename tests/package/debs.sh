@@ -53,7 +53,7 @@ if (cd "$copy" && DEB_BUILD_OPTIONS="parallel=$jobs" dpkg-buildpackage -b -us -u
 else
 	bad "dpkg-buildpackage failed:"; tail -n 40 "$tmp/build.log"; exit 1
 fi
-for p in libsafe-mr0 libsafe-mr-dev libsafe-mr-preload safe-mr-tools libfabric-safe-mr; do
+for p in libsafe-mr0 libsafe-mr-dev libsafe-mr-preload safe-mr-tools libfabric-safe-mr slurm-spank-safe-mr; do
 	[ -f "$tmp/${p}_${deb_version}_$(dpkg --print-architecture).deb" ] && ok "built $p" || bad "no package $p"
 done
 for f in debian/files debian/.debhelper obj-*; do
@@ -114,6 +114,26 @@ cflags=$(PKG_CONFIG_PATH=$L/pkgconfig PKG_CONFIG_SYSROOT_DIR=$root pkg-config --
 	# shellcheck disable=SC2086
 	gcc -Wall -Werror "$tmp/p.c" -o "$tmp/p" $cflags -Wl,-rpath,"$L" && "$tmp/p" &&
 	ok "the -dev package: header, pkg-config, library" || bad "building against the -dev package"
+
+# The Slurm plugin: where Debian's Slurm looks, tied to the Slurm release
+# it was built for, and loaded by this host's srun (its --help lists the
+# option only when the plugin loaded from plugstack.conf).
+spank=$L/slurm-wlm/spank_safe_mr.so
+[ -f "$spank" ] && ok "slurm-spank-safe-mr: spank_safe_mr.so in <libdir>/slurm-wlm" || bad "no $spank"
+dep=$(dpkg-deb -f "$tmp/slurm-spank-safe-mr_${deb_version}_$arch.deb" Depends 2>&1)
+printf '%s\n' "$dep" | grep -q 'slurm-wlm-basic-plugins (>= [0-9]*\.[0-9]*~), slurm-wlm-basic-plugins (<< ' &&
+	ok "slurm-spank-safe-mr depends on one Slurm release" || { bad "slurm-spank-safe-mr Depends:"; show "$dep"; }
+if command -v srun >/dev/null; then
+	printf 'ClusterName=pkg\nSlurmctldHost=localhost\nPlugStackConfig=%s\nNodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost\n' \
+		"$tmp/plugstack.conf" > "$tmp/slurm.conf"
+	echo "required $spank" > "$tmp/plugstack.conf"
+	out=$(SLURM_CONF=$tmp/slurm.conf srun --help 2>&1)
+	printf '%s\n' "$out" | grep -q -e '--safe-mr=\[on|require|off\]' &&
+		ok "srun loads the packaged plugin: srun --help lists --safe-mr" ||
+		{ bad "srun with the packaged plugin:"; show "$out"; }
+else
+	bad "srun not found (apt-get install slurm-client)"
+fi
 
 if [ -n "$run_vm" ]; then
 	keep=$build/tests/package/debs
