@@ -24,3 +24,31 @@ cl_on() {
 cl_cnt() { cl_on $1 cat /sys/class/infiniband/$2/ports/1/hw_counters/$3 2>/dev/null || echo 0; }
 # cl_kernel NODE: uname -r there.
 cl_kernel() { cl_on $1 uname -r; }
+
+# cl_srun_mpi OUTFILE LIMIT NRANKS SRUN-ARGS...: an MPI job step run with
+# srun; its output in OUTFILE, then "rc=N".  Open MPI and MPICH over UCX
+# between the 6.1 and the new kernel's rxe sometimes never leave
+# MPI_Finalize (a rank spins in UCX's teardown after the other left; seen
+# with and without safe_mr): once all NRANKS said "entering MPI_Finalize"
+# (tests/mpi/win_ckpt.c), the step gets 20 s, then it is cancelled and the
+# status is "rc=finalize-hang".  Everything the check judges was printed
+# before.
+cl_srun_mpi() {
+	local o=$1 lim=$2 n=$3 pid i fin=; shift 3
+	srun "$@" > $o 2>&1 &
+	pid=$!
+	for i in $(seq $((lim * 2))); do
+		kill -0 $pid 2>/dev/null || break
+		if [ -z "$fin" ] && [ "$(grep -c 'entering MPI_Finalize' $o)" -ge $n ]; then fin=$i; fi
+		if [ -n "$fin" ] && [ $((i - fin)) -ge 40 ]; then
+			kill -TERM $pid; sleep 1; kill -TERM $pid 2>/dev/null
+			wait $pid 2>/dev/null; echo "rc=finalize-hang" >> $o; return 0
+		fi
+		sleep 0.5
+	done
+	if kill -0 $pid 2>/dev/null; then
+		kill -TERM $pid; sleep 1; kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null
+		echo "rc=124" >> $o; return 0
+	fi
+	wait $pid; echo "rc=$?" >> $o
+}
