@@ -7,6 +7,7 @@
  * exactly (every changed page, nothing else).  Each case runs in a fresh
  * process (check's fork mode): the pool is per process. */
 #include <dirent.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -19,7 +20,9 @@
 
 #include "tutil.h"
 
-#define BIG (16u << 20)		/* 64 slices of 256 KiB: the pool is used */
+/* 16 slices of 256 KiB: the smallest sync the pool is used for.  (The
+ * sizes are small for ThreadSanitizer, which runs this test too.) */
+#define BIG (4u << 20)
 
 /* Threads of this process named safe_mr-pool. */
 static int pool_threads(void)
@@ -187,7 +190,7 @@ END_TEST
  * child, with none of the parent's workers (nor the pool's lock as a
  * worker may have held it), syncs with workers of its own; the parent's
  * keep working. */
-static volatile int stop_syncing;
+static _Atomic int stop_syncing;
 
 static void *syncer(void *arg)
 {
