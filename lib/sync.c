@@ -316,9 +316,14 @@ static int writeback_file(struct wb_batch *b, struct sm_sel *sel, size_t i, size
 	struct wb_slice *s = NULL;
 	int err = 0;
 
-	for (size_t j = i; j < end; j++)
+	for (size_t j = i; j < end; j++) {
 		np += sel[j].count;
-	if (sm_pool_size() > 1 && np >= WB_POOL_MIN_SLICES * WB_SLICE_PAGES) {
+		ns += (sel[j].count + WB_SLICE_PAGES - 1) / WB_SLICE_PAGES;
+	}
+	/* Slices of half the size or more on average: many small chunks (a
+	 * page each) would make an item per page. */
+	if (sm_pool_size() > 1 && np >= WB_POOL_MIN_SLICES * WB_SLICE_PAGES &&
+	    ns * (WB_SLICE_PAGES / 2) <= np) {
 		s = make_slices(sel, i, end, src, &ns, &np);
 		hj.s = s;
 		hj.h = s ? malloc(np * sizeof(*hj.h)) : NULL;
