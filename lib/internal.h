@@ -30,6 +30,7 @@ struct sm_config {
 	enum sm_wb_pref writeback;	/* SAFE_MR_WRITEBACK=auto|io_uring|pwrite */
 	bool reserve;			/* SAFE_MR_RESERVE=auto|off (auto) */
 	enum sm_guard_pref guardian;	/* SAFE_MR_GUARDIAN=on|off|require (on) */
+	int threads;			/* SAFE_MR_THREADS=N (-1: default) */
 };
 extern struct sm_config sm_cfg;
 /* Parse the environment once (thread-safe, idempotent). */

@@ -11,6 +11,7 @@
 #include "shadow.h"
 #include "guard.h"
 #include "vma.h"
+#include "pool.h"
 
 void sm_stats_print(void);
 
@@ -257,6 +258,8 @@ __attribute__((destructor)) static void lifecycle_fini(void)
 		clean_exit();
 	}
 	release_idle();
+	/* After the last writeback: the workers run our code. */
+	sm_pool_stop();
 	sm_init();
 	if (sm_cfg.stats_at_exit)
 		sm_stats_print();

@@ -19,6 +19,7 @@
 
 #include "shadow.h"
 #include "guard.h"
+#include "pool.h"
 
 _Atomic size_t sm_nchunks;
 struct sm_chunk *sm_chunks;
@@ -175,23 +176,15 @@ static size_t copy_from_keeper(const uint8_t *src, size_t len, off_t aoff)
 	return done;
 }
 
-/* Fill pages [first, +n) of c from the file and swap them in: copied from
- * the keeper where it can be read, the rest read with pread straight into
- * the shadow (through the engine's view: one copy either way), then hashed
- * while in cache.  With other threads about, the file is read again after
- * the swap: a page written between the read and the swap has those writes
- * merged into the shadow (bytes the shadow has not changed since take the
- * file's). */
-static int fill_slice(struct sm_chunk *c, size_t first, size_t n, bool racy)
+/* Copy pages [first, +n) of c from the file into the arena: from the
+ * keeper where it can be read, the rest read with pread straight into the
+ * shadow (through the engine's view: one copy either way). */
+static int fill_copy(struct sm_chunk *c, size_t first, size_t n)
 {
-	uint8_t *f0 = NULL, *f1 = NULL, *sh = sm_page_ptr(c, first);
+	uint8_t *sh = sm_page_ptr(c, first);
 	size_t len = n * sm_page_size, done = 0;
 	off_t aoff = c->arena_off + (off_t)(first * sm_page_size);
-	void *at;
-	int err = sm_scratch(&f0, &f1);
 
-	if (err)
-		return err;
 	/* Only pages wholly below the end of file: the mapping shows the last
 	 * page's bytes past EOF as the page cache holds them (stores through
 	 * a mapping land there), a read gives zeros.  Small fills read: the
@@ -223,10 +216,34 @@ static int fill_slice(struct sm_chunk *c, size_t first, size_t n, bool racy)
 		/* Zeros already, unless a punch failed. */
 		memset(sh + done + r, 0, len - done - (size_t)r);
 	}
-	/* The hash maps what the copy wrote as it reads: a read fault maps
-	 * 16 pages (fault-around), cheaper than MADV_POPULATE_READ. */
+	return 0;
+}
+
+/* The hashes of pages [first, +n) of c, filled just now.  The hash maps
+ * what the copy wrote as it reads: a read fault maps 16 pages
+ * (fault-around), cheaper than MADV_POPULATE_READ. */
+static void fill_hash(struct sm_chunk *c, size_t first, size_t n)
+{
+	const uint8_t *sh = sm_page_ptr(c, first);
+
 	for (size_t i = 0; i < n; i++)
 		c->pg[first + i].hash = sm_page_hash(sh + i * sm_page_size);
+}
+
+/* Swap pages [first, +n) of c in, filled and hashed.  With other threads
+ * about, the file is read again after the swap: a page written between the
+ * read and the swap has those writes merged into the shadow (bytes the
+ * shadow has not changed since take the file's). */
+static int fill_swap(struct sm_chunk *c, size_t first, size_t n, bool racy)
+{
+	uint8_t *f0 = NULL, *f1 = NULL, *sh = sm_page_ptr(c, first);
+	size_t len = n * sm_page_size;
+	off_t aoff = c->arena_off + (off_t)(first * sm_page_size);
+	void *at;
+	int err = racy ? sm_scratch(&f0, &f1) : 0;
+
+	if (err)
+		return err;
 	/* The merge base: what was read, before anyone else can write it. */
 	if (racy)
 		memcpy(f0, sh, len);
@@ -252,6 +269,85 @@ static int fill_slice(struct sm_chunk *c, size_t first, size_t n, bool racy)
 	}
 	sm_guard_pages(c, first, n);
 	return 0;
+}
+
+/* Fill the chunk slice by slice (copy, hash, swap).  With the pool and
+ * enough slices, the workers hash slice k while this thread copies slice
+ * k+1: every slice is hashed after its copy and before its swap, as
+ * alone. */
+struct fill_job {
+	struct sm_chunk *c;
+	_Atomic size_t copied;	/* slices whose copy is complete */
+};
+
+static size_t slice_pages(const struct sm_chunk *c, size_t k)
+{
+	size_t first = k * SM_SLICE_PAGES;
+
+	return c->npages - first < SM_SLICE_PAGES ? c->npages - first : SM_SLICE_PAGES;
+}
+
+static void fill_hash_item(void *arg, size_t k)
+{
+	const struct fill_job *j = arg;
+
+	/* Slices never copied (an error stopped the fill) are not read:
+	 * reading the arena there would allocate its pages. */
+	if (k < atomic_load(&j->copied))
+		fill_hash(j->c, k * SM_SLICE_PAGES, slice_pages(j->c, k));
+}
+
+#define FILL_POOL_MIN_SLICES 4	/* 4 MiB: as the writeback's (sync.c) */
+
+static int fill_chunk(struct sm_chunk *c, bool racy)
+{
+	size_t ns = (c->npages + SM_SLICE_PAGES - 1) / SM_SLICE_PAGES;
+	struct fill_job fj = { .c = c };
+	struct sm_job job;
+	int err = 0;
+
+	if (ns < FILL_POOL_MIN_SLICES || !sm_pool_begin(&job, ns, fill_hash_item, &fj, 1)) {
+		for (size_t k = 0; k < ns && !err; k++) {
+			size_t first = k * SM_SLICE_PAGES, n = slice_pages(c, k);
+
+			err = fill_copy(c, first, n);
+			if (!err) {
+				fill_hash(c, first, n);
+				err = fill_swap(c, first, n, racy);
+			}
+		}
+		return err;
+	}
+	err = fill_copy(c, 0, slice_pages(c, 0));
+	if (!err) {
+		atomic_store(&fj.copied, 1);
+		sm_pool_allow(&job, 1);
+	}
+	for (size_t k = 0; k < atomic_load(&fj.copied) && !err; k++) {
+		if (k + 1 < ns) {
+			int e = fill_copy(c, (k + 1) * SM_SLICE_PAGES, slice_pages(c, k + 1));
+
+			if (!e) {
+				atomic_store(&fj.copied, k + 2);
+				sm_pool_allow(&job, k + 2);
+			} else {
+				err = e;	/* slice k still goes in */
+			}
+		}
+		sm_pool_wait(&job, k);
+		{
+			int e = fill_swap(c, k * SM_SLICE_PAGES, slice_pages(c, k), racy);
+
+			if (e) {
+				err = e;
+				break;
+			}
+		}
+		if (err)
+			break;
+	}
+	sm_pool_end(&job);
+	return err;
 }
 
 /* Shadow the VMA piece v of file f (the chunk takes the reference).  On
@@ -311,9 +407,7 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	sm_chunk_link(c);
 	/* A shrink since the last look must not cut the pages filled now. */
 	sm_file_eof(f);
-	for (size_t i = 0; i < npages && !err; i += SM_SLICE_PAGES)
-		err = fill_slice(c, i, npages - i < SM_SLICE_PAGES ? npages - i : SM_SLICE_PAGES,
-				 racy);
+	err = fill_chunk(c, racy);
 	if (c->live) {
 		SM_STAT_ADD(bytes_shadowed, c->live * sm_page_size);
 		SM_STAT_ADD(shadow_bytes_now, c->live * sm_page_size);

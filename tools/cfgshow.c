@@ -6,6 +6,7 @@
  * fabric/params.c; tests/install/info.sh checks them against the engine's
  * own warnings. */
 #include <stdbool.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 
 extern char **environ;
 
-enum kind { WORDS, BOOL, MS, TEMPLATE };
+enum kind { WORDS, BOOL, MS, TEMPLATE, COUNT };
 
 static const struct setting {
 	const char *name;	/* after SAFE_MR_ */
@@ -41,7 +42,23 @@ static const struct setting {
 	{ "GUARDIAN", "FI_SAFE_MR_GUARDIAN", WORDS,
 	  "on, off, require, 1, yes, true, 0, no, false", "on",
 	  "the crash guardian process" },
+	{ "THREADS", NULL, COUNT, NULL, NULL,
+	  "threads hashing a large writeback or fill, the caller included; by default "
+	  "min(4, CPUs), used while the load leaves a CPU to spare" },
 };
+
+/* SAFE_MR_THREADS's default: min(4, the CPUs this process may use). */
+static const char *default_threads(void)
+{
+	static char buf[16];
+	cpu_set_t set;
+	int n = 1;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		n = CPU_COUNT(&set);
+	snprintf(buf, sizeof(buf), "%d", n < 4 ? n : 4);
+	return buf;
+}
 
 static bool in_list(const char *v, const char *list)
 {
@@ -72,6 +89,9 @@ static bool valid(const struct setting *s, const char *v, const char **accepted)
 	case MS:
 		*accepted = "milliseconds, 0 to 3600000";
 		return *v >= '0' && *v <= '9' && strtoul(v, &end, 10) <= 3600000 && !*end;
+	case COUNT:
+		*accepted = "threads for hashing, 0 to 17 (0 and 1: none besides the caller)";
+		return *v >= '0' && *v <= '9' && strtoul(v, &end, 10) <= 17 && !*end;
 	case TEMPLATE:
 		*accepted = "a path; %p pid, %h host, %r MPI rank, %% a %";
 		if (!*v)
@@ -101,7 +121,7 @@ int smt_config_show(struct smt_json *j)
 
 		snprintf(var, sizeof(var), "SAFE_MR_%s", s->name);
 		v = getenv(var);
-		value = s->def;
+		value = s->def ? s->def : default_threads();
 		snprintf(from, sizeof(from), "default");
 		if (v && !secure) {
 			if (valid(s, v, &accepted)) {

@@ -10,7 +10,7 @@ fail=0
 dir=$(mktemp -d "${TMPDIR:-/tmp}/safe_mr-config.XXXXXX") || exit 1
 trap 'rm -rf "$dir"' EXIT
 unset SAFE_MR_MODE SAFE_MR_LOG SAFE_MR_STATS SAFE_MR_STATS_FILE SAFE_MR_FLUSH_MS SAFE_MR_WRITEBACK
-unset SAFE_MR_LOG_FILE SAFE_MR_GUARDIAN SAFE_MR_RESERVE
+unset SAFE_MR_LOG_FILE SAFE_MR_GUARDIAN SAFE_MR_RESERVE SAFE_MR_THREADS
 unset OMPI_COMM_WORLD_RANK PMI_RANK PMIX_RANK SLURM_PROCID
 
 ok() { echo "ok: $*"; }
@@ -47,9 +47,13 @@ out=$(env SAFE_MR_LOG=error SAFE_MR_MODE=bogus SAFE_MR_MDOE=1 "$prog" 2>&1)
 printf '%s\n' "$out" | grep -q 'safe_mr\[' && { bad "SAFE_MR_LOG=error did not silence:"; printf '%s\n' "$out"; } ||
 	ok "SAFE_MR_LOG=error silences the warnings"
 
-out=$(env SAFE_MR_MODE=auto SAFE_MR_FLUSH_MS=0 SAFE_MR_STATS=yes "$prog" register 2>&1)
+out=$(env SAFE_MR_MODE=auto SAFE_MR_FLUSH_MS=0 SAFE_MR_STATS=yes SAFE_MR_THREADS=2 "$prog" register 2>&1)
 printf '%s\n' "$out" | grep -q 'warn' && { bad "valid values reported:"; printf '%s\n' "$out"; } ||
 	ok "valid values: silent"
+
+out=$(env SAFE_MR_THREADS=many "$prog" 2>&1)
+line_before "$out" "ignoring SAFE_MR_THREADS=many: not a valid value .accepted: " &&
+	ok "bad SAFE_MR_THREADS reported" || { bad "bad SAFE_MR_THREADS:"; printf '%s\n' "$out"; }
 
 # Stats: only a process that registered prints the line.
 out=$(env SAFE_MR_STATS=1 "$prog" 2>&1)

@@ -2,10 +2,14 @@
 /* dlopen / shadow / release / dlclose, twenty times: with everything
  * released, an unload gives back what the engine opened (the arena memfd,
  * its address-space window, /proc/self/maps, the guardian and its state).
- * 0.2.0 kept 2 descriptors and 64 GiB of address space per cycle.  The
- * program does not link libsafe_mr; argv[1] is its path. */
+ * 0.2.0 kept 2 descriptors and 64 GiB of address space per cycle.  With
+ * argv[2] "pool" the region is 16 MiB and SAFE_MR_THREADS=2: the release's
+ * writeback starts the library's worker thread, which the unload must join
+ * (a thread left running code that dlclose unmapped crashes the process).
+ * The program does not link libsafe_mr; argv[1] is its path. */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,8 +88,39 @@ static int guardians(void)
 	return n;
 }
 
+/* Threads of this process, and of them those named safe_mr-pool. */
+static int threads(int *pool)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	*pool = 0;
+	while (d && (e = readdir(d))) {
+		char path[300], name[64] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		n++;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		if ((f = fopen(path, "r"))) {
+			if (fgets(name, sizeof(name), f) && !strncmp(name, "safe_mr-pool", 12))
+				(*pool)++;
+			fclose(f);
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static bool with_pool;
+
 static void cycle(const char *lib_path, void *p, size_t len)
 {
+	int pool;
+
 	void *lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL), *range;
 	acquire_fn acquire;
 	release_fn release;
@@ -105,8 +140,14 @@ static void cycle(const char *lib_path, void *p, size_t len)
 	memcpy(p, "cycle", 5);
 	if (release(range))
 		die("safe_mr_range_release");
+	threads(&pool);
+	if (with_pool && pool != 1)
+		die("the release did not start the pool: the cycle proves nothing");
 	if (dlclose(lib))
 		die(dlerror());
+	threads(&pool);
+	if (pool)
+		die("worker threads outlive the unload");
 	if (dlopen(lib_path, RTLD_NOW | RTLD_NOLOAD))
 		die("libsafe_mr.so is still loaded after dlclose: the test proves nothing");
 }
@@ -116,12 +157,17 @@ int main(int argc, char **argv)
 	const char *dir = getenv("TEST_TMPDIR");
 	char path[4096];
 	size_t len = 16 * 4096;
-	int fd, fds1, fdsN, g = 0;
+	int fd, fds1, fdsN, th1, thN, g = 0;
 	unsigned long vm1, vmN;
 	void *p;
 
-	if (argc != 2 || !dir)
-		die("usage: test_unload_cycles LIBSAFE_MR (TEST_TMPDIR set)");
+	if ((argc != 2 && argc != 3) || !dir)
+		die("usage: test_unload_cycles LIBSAFE_MR [pool] (TEST_TMPDIR set)");
+	if (argc == 3 && !strcmp(argv[2], "pool")) {
+		with_pool = true;
+		len = 16u << 20;
+		setenv("SAFE_MR_THREADS", "2", 1);
+	}
 	snprintf(path, sizeof(path), "%s/cycles-%d", dir, (int)getpid());
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || ftruncate(fd, (off_t)len))
@@ -129,22 +175,29 @@ int main(int argc, char **argv)
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		die("mmap");
-	/* The first cycle loads what stays loaded (libibverbs, its providers). */
+	/* The first cycle loads what stays loaded (libibverbs, its providers;
+	 * a sanitizer's runtime may start a thread of its own). */
 	cycle(argv[1], p, len);
 	fds1 = count_fds();
 	vm1 = vm_kb();
+	th1 = threads(&g);
 	for (int i = 1; i < CYCLES; i++)
 		cycle(argv[1], p, len);
 	fdsN = count_fds();
 	vmN = vm_kb();
+	thN = threads(&g);
 	for (int i = 0; i < 500 && (g = guardians()); i++)
 		usleep(10000);
-	printf("after 1 cycle: %d fds, %lu kB; after %d: %d fds, %lu kB; guardians left: %d\n",
-	       fds1, vm1, CYCLES, fdsN, vmN, g);
+	printf("after 1 cycle: %d fds, %lu kB, %d threads; after %d: %d fds, %lu kB, %d threads; "
+	       "guardians left: %d\n", fds1, vm1, th1, CYCLES, fdsN, vmN, thN, g);
 	if (fdsN != fds1)
 		die("descriptors accumulate across dlopen/dlclose cycles");
+	if (thN != th1)
+		die("threads accumulate across dlopen/dlclose cycles");
+#ifndef __SANITIZE_THREAD__	/* ThreadSanitizer maps shadow memory for each load */
 	if (vmN > vm1 + 64 * 1024)
 		die("address space accumulates across dlopen/dlclose cycles");
+#endif
 	if (g)
 		die("guardians outlive the unload");
 	if (memcmp(p, "cycle", 5))
