@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# Sourced by checks/6[0-3]-mpi-ucx-*.sh (one check per MPI, so that each
+# Sourced by checks/6[2-3]-mpi-ucx-*.sh (one check per MPI, so that each
 # stays within the per-check timeout).
 # Unmodified MPI jobs over UCX on Soft-RoCE: Open MPI 4.1 (pml ucx, osc ucx),
 # MPICH 4.0 (ch4:ucx) and mpi4py + numpy.memmap, two ranks, RC verbs

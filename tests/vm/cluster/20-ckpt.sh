@@ -10,9 +10,7 @@
 # complete.  Without safe_mr the windows are refused (6.1: EOPNOTSUPP for
 # NFS pages; the new kernel: EFAULT) and the job dies.
 . "$SAFE_MR_SRC/tests/vm/cluster/lib.sh"
-export UCX_TLS=rc_verbs,ud_verbs,self UCX_UD_ETH_DGID_CHECK=n UCX_NET_DEVICES=rxe0:1
-export UCX_RNDV_THRESH=16k UCX_WARN_UNUSED_ENV_VARS=n
-export OMPI_MCA_pml=ucx OMPI_MCA_osc=ucx OMPI_MCA_btl=self OMPI_MCA_pml_ucx_devices=rxe0
+cl_mpi_env
 PROG=$SAFE_MR_BUILD/tests/mpi/win_ckpt_ompi
 SIZE=${CL_CKPT_SIZE:-256k} ROUNDS=2
 for e in nfs nfsx; do

@@ -28,8 +28,7 @@ else
 	cl_result - static-refused FAIL "rc=$rc, $n126 tasks exited 126: $(echo "$out" | head -n3 | tr '\n' ' ')"
 fi
 
-export UCX_TLS=rc_verbs,ud_verbs,self UCX_UD_ETH_DGID_CHECK=n UCX_NET_DEVICES=rxe0:1 UCX_WARN_UNUSED_ENV_VARS=n
-export OMPI_MCA_pml=ucx OMPI_MCA_osc=ucx OMPI_MCA_btl=self OMPI_MCA_pml_ucx_devices=rxe0
+cl_mpi_env
 d=$VM_SHARED/nfs/example
 rm -rf $d
 j=$(cd "$SAFE_MR_SRC" && sbatch --parsable -N2 -n2 -o $VM_OUT/example.out examples/slurm/checkpoint.sbatch $d)

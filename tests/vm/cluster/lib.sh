@@ -52,3 +52,13 @@ cl_srun_mpi() {
 	fi
 	wait $pid; echo "rc=$?" >> $o
 }
+
+# cl_mpi_env: the ranks' environment (srun passes it on): UCX over RC verbs
+# on rxe0 (UD for its wire-up, whose DGID check rxe fails, brief §6), no
+# shared memory, Open MPI's pml/osc ucx on rxe; TCG guests are slow, so
+# UD's peer timeout is long (the default killed a job now and then).
+cl_mpi_env() {
+	export UCX_TLS=rc_verbs,ud_verbs,self UCX_UD_ETH_DGID_CHECK=n UCX_NET_DEVICES=rxe0:1
+	export UCX_RNDV_THRESH=16k UCX_WARN_UNUSED_ENV_VARS=n UCX_UD_TIMEOUT=600s MPIR_CVAR_NOLOCAL=1
+	export OMPI_MCA_pml=ucx OMPI_MCA_osc=ucx OMPI_MCA_btl=self OMPI_MCA_pml_ucx_devices=rxe0
+}
