@@ -12,12 +12,14 @@
 #include <strings.h>
 #include <unistd.h>
 #include <sys/auxv.h>
+#include <sys/un.h>
 
 #include "cfgshow.h"
+#include "svcquery.h"
 
 extern char **environ;
 
-enum kind { WORDS, BOOL, MS, TEMPLATE };
+enum kind { WORDS, BOOL, MS, TEMPLATE, SERVICE };
 
 static const struct setting {
 	const char *name;	/* after SAFE_MR_ */
@@ -41,6 +43,8 @@ static const struct setting {
 	{ "GUARDIAN", "FI_SAFE_MR_GUARDIAN", WORDS,
 	  "on, off, require, 1, yes, true, 0, no, false", "on",
 	  "the crash guardian process" },
+	{ "SERVICE", NULL, SERVICE, NULL, "auto",
+	  "the node service safe_mrd as the guardian (auto, off, require, or its socket)" },
 };
 
 static bool in_list(const char *v, const char *list)
@@ -72,6 +76,10 @@ static bool valid(const struct setting *s, const char *v, const char **accepted)
 	case MS:
 		*accepted = "milliseconds, 0 to 3600000";
 		return *v >= '0' && *v <= '9' && strtoul(v, &end, 10) <= 3600000 && !*end;
+	case SERVICE:
+		*accepted = "auto, off, require, or the service's socket path";
+		return in_list(v, "auto, off, require") ||
+		       (v[0] == '/' && strlen(v) < sizeof(((struct sockaddr_un *)0)->sun_path));
 	case TEMPLATE:
 		*accepted = "a path; %p pid, %h host, %r MPI rank, %% a %";
 		if (!*v)
@@ -138,6 +146,7 @@ int smt_config_show(struct smt_json *j)
 	}
 	if (j)
 		smt_json_close(j, ']');
+	smt_service_show(j, secure ? NULL : getenv("SAFE_MR_SERVICE"));
 	/* Names that are no setting (the engine says so at start too). */
 	if (j)
 		smt_json_open(j, "unknown", '[');

@@ -49,6 +49,8 @@ static pid_t daemon_start(const char *opt, const char *arg)
 	if (d == 0) {
 		const char *bin = getenv("SAFE_MRD");
 
+		/* It ends with the test, even a failed one. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execl(bin, "safe_mrd", "--foreground", "--socket", sockpath, "--log-level",
 		      "info", opt, arg, (char *)NULL);
 		_exit(127);
@@ -184,6 +186,27 @@ static void wait_self(void)
 	close(pfd);
 }
 
+/* safe_mr-info --json --pid PID: its "protector". */
+static void info_protector(pid_t pid, char *out, size_t n)
+{
+	char cmd[700], line[4096] = "";
+	const char *p;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "'%s' --json --pid %d", getenv("SAFE_MR_INFO"), (int)pid);
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line + strlen(line), (int)(sizeof(line) - strlen(line)), f) &&
+	       strlen(line) < sizeof(line) - 1)
+		;
+	pclose(f);
+	p = strstr(line, "\"protector\"");
+	ck_assert_msg(p, "no protector in %s", line);
+	p = strchr(p + 11, '"');
+	ck_assert_ptr_nonnull(p);
+	snprintf(out, n, "%.*s", (int)strcspn(p + 1, "\""), p + 1);
+}
+
 /* ------------------------------------------------------------ deaths */
 
 START_TEST(group_sigkill)
@@ -203,8 +226,14 @@ START_TEST(group_sigkill)
 		target(path, rd[1], go[0]);
 	}
 	read_all(rd[0], &got, sizeof(got));
-	/* The service guards it: no guardian of its own. */
+	/* The service guards it: no guardian of its own; safe_mr-info says. */
 	ck_assert_int_eq(smt_guardian_find(0, t), 0);
+	{
+		char prot[64];
+
+		info_protector(t, prot, sizeof(prot));
+		ck_assert_str_eq(prot, "service");
+	}
 	ck_assert_int_eq(kill(-t, SIGKILL), 0);
 	ck_assert_int_eq(waitid(P_PID, (id_t)t, &si, WEXITED | WNOWAIT), 0);
 	/* The wait means: the service has written back for it. */
@@ -610,14 +639,23 @@ START_TEST(service_stop)
 }
 END_TEST
 
+/* Each test its own socket (a failed one's service dies with it). */
+static void per_test(void)
+{
+	snprintf(sockpath, sizeof(sockpath), "/tmp/safe_mrd-test.%d.sock", (int)getpid());
+	setenv("SAFE_MR_SERVICE", svc ? sockpath : "off", 1);
+	tu_setup();
+}
+
 int main(void)
 {
 	Suite *s = suite_create("service");
-	TCase *tc = tu_tcase("service");
+	TCase *tc = tcase_create("service");
 
 	svc = !getenv("SMT_SERVICE_OFF");
 	snprintf(sockpath, sizeof(sockpath), "/tmp/safe_mrd-test.%d.sock", (int)getpid());
 	setenv("SAFE_MR_SERVICE", svc ? sockpath : "off", 1);
+	tcase_add_checked_fixture(tc, per_test, tu_teardown);
 	tcase_set_timeout(tc, 120);
 	if (getenv("SMT_ONLY") && !strcmp(getenv("SMT_ONLY"), "stop"))
 		tcase_add_test(tc, service_stop);
