@@ -179,7 +179,7 @@ int smt_pid_check(int pid, struct smt_json *j)
 	f.pid1 = read_pid1(pid);
 	loaded = f.preload ? "preload" : f.hook ? "libfabric hook" : f.linked ? "linked" : NULL;
 	if (f.service_conns > 0)
-		snprintf(protector, sizeof(protector), "node service safe_mrd (%.60s)", f.service);
+		snprintf(protector, sizeof(protector), "safe_mrd at %.100s", f.service);
 	else if (f.guardian)
 		snprintf(protector, sizeof(protector), "guardian (pid %d)", f.guardian);
 	else
@@ -207,7 +207,7 @@ int smt_pid_check(int pid, struct smt_json *j)
 			smt_json_int(j, "guardian_pid", f.guardian);
 		else
 			smt_json_str(j, "guardian_pid", NULL);
-		smt_json_str(j, "node_service", f.service_conns > 0 ? f.service : NULL);
+		smt_json_str(j, "node_service", f.service_conns > 0 ? f.service : "none");
 		smt_json_bool(j, "pid_namespace_init", f.pid1);
 		smt_json_int(j, "bytes_shadowed", (long long)f.shadow_bytes);
 		smt_json_str(j, "writeback_pending", NULL);
@@ -220,7 +220,9 @@ int smt_pid_check(int pid, struct smt_json *j)
 		printf("process %d:\n", pid);
 		printf("  safe_mr: %s\n", loaded ? loaded : "not loaded");
 		printf("  mode: %s\n", f.mode);
-		printf("  protector: %s\n", protector);
+		printf("  protector: %s; node service: %s\n", protector,
+		       f.service_conns > 0 ? "guards it" : f.service_conns == 0 ?
+		       "answers, does not guard it" : "none");
 		printf("  bytes shadowed: %llu (its mappings of the shadow arena)\n",
 		       f.shadow_bytes);
 		printf("  writeback pending: not shown (only the engine and its guardian can "
