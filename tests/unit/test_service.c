@@ -91,6 +91,8 @@ static void target(const char *path, int ready, int go)
 	uint8_t *p;
 	char c;
 
+	/* A failed test leaves no target behind (holding its output). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (fd < 0)
 		_exit(90);
 	p = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -120,6 +122,20 @@ static void assert_lost(const char *path)
 {
 	tu_assert_file_pattern(path, 100, 18, 41);
 	tu_assert_file_pattern(path, 2 * (off_t)ps + 7, 17, 41);
+}
+
+/* /proc/PID/stat's state letter, 0 if gone. */
+static char process_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	return p && p[1] ? p[2] : 0;
 }
 
 static bool file_has(const char *path, off_t off, const char *want)
@@ -299,6 +315,99 @@ static void pidns(bool pid1)
 
 START_TEST(pidns_init_is_target) { pidns(true); } END_TEST
 START_TEST(pidns_init_dies) { pidns(false); } END_TEST
+
+/* A fork child has its own connection: the parent shadows A, its child
+ * then shadows B; killing the child writes B (the parent stays guarded),
+ * killing the parent then writes A. */
+static void fork_target(const char *a, const char *b, int ready, int go)
+{
+	int fd = open(a, O_RDWR | O_CLOEXEC);
+	struct ibv_mr *mr;
+	uint8_t *p;
+
+	if (fd < 0)
+		_exit(90);
+	p = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	mr = p == MAP_FAILED ? NULL : safe_mr_reg_mr(tu_pd, p, 4 * ps, RW);
+	if (!mr || !tu_shadowed(p))
+		_exit(91);
+	if (fork() == 0)
+		target(b, ready, go);	/* its own registration, its own connection */
+	if (fake_nic_write(mr, 100, "written by the NIC", 18))
+		_exit(92);
+	memcpy(p + 2 * ps + 7, "stored by the CPU", 17);
+	target(a, ready, go);	/* a second registration of A: same chunk */
+}
+
+START_TEST(fork_child)
+{
+	char pa[600], pb[600];
+	int rd[2], go[2];
+	pid_t d = daemon_start(NULL, NULL), t, x, y, child;
+	siginfo_t si;
+
+	close(tu_file(4 * ps, 41, pa, sizeof(pa)));
+	close(tu_file(4 * ps, 41, pb, sizeof(pb)));
+	ck_assert_int_eq(pipe2(rd, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	t = fork();
+	if (t == 0) {
+		setpgid(0, 0);
+		fork_target(pa, pb, rd[1], go[0]);
+	}
+	read_all(rd[0], &x, sizeof(x));
+	read_all(rd[0], &y, sizeof(y));
+	child = x == t ? y : x;
+	ck_assert_int_ne(child, t);
+	ck_assert_int_eq(smt_guardian_find(0, t), 0);
+	ck_assert_int_eq(smt_guardian_find(0, child), 0);
+	ck_assert_int_eq(kill(child, SIGKILL), 0);
+	/* The parent (paused in read) does not reap it: a zombie to wait on. */
+	for (int i = 0; i < 500 && process_state(child) != 'Z'; i++)
+		usleep(10000);
+	ck_assert_int_eq(safe_mr_guardian_wait(child, 20000), 0);
+	assert_written(pb);
+	tu_assert_file_pattern(pa, 100, 18, 41);	/* the parent's: not yet */
+	ck_assert_int_eq(kill(t, SIGKILL), 0);
+	ck_assert_int_eq(waitid(P_PID, (id_t)t, &si, WEXITED | WNOWAIT), 0);
+	ck_assert_int_eq(safe_mr_guardian_wait(t, 20000), 0);
+	assert_written(pa);
+	ck_assert_int_eq(waitpid(t, NULL, 0), t);
+	ck_assert_int_eq(daemon_stop(d), 0);
+}
+END_TEST
+
+/* A service that is late (stopped) when the client dies is waited for, not
+ * given up: it writes once it runs again. */
+START_TEST(late_service)
+{
+	char path[600];
+	int rd[2], go[2];
+	siginfo_t si;
+	pid_t d = daemon_start(NULL, NULL), t, got;
+
+	close(tu_file(4 * ps, 41, path, sizeof(path)));
+	ck_assert_int_eq(pipe2(rd, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	t = fork();
+	if (t == 0) {
+		setpgid(0, 0);
+		target(path, rd[1], go[0]);
+	}
+	read_all(rd[0], &got, sizeof(got));
+	ck_assert_int_eq(kill(d, SIGSTOP), 0);
+	ck_assert_int_eq(kill(t, SIGKILL), 0);
+	ck_assert_int_eq(waitid(P_PID, (id_t)t, &si, WEXITED | WNOWAIT), 0);
+	/* Still stopped: the wait cannot be answered. */
+	ck_assert_int_eq(safe_mr_guardian_wait(t, 300), ETIMEDOUT);
+	tu_assert_file_pattern(path, 100, 18, 41);
+	ck_assert_int_eq(kill(d, SIGCONT), 0);
+	ck_assert_int_eq(safe_mr_guardian_wait(t, 20000), 0);
+	assert_written(path);
+	ck_assert_int_eq(waitpid(t, NULL, 0), t);
+	ck_assert_int_eq(daemon_stop(d), 0);
+}
+END_TEST
 
 /* ------------------------------------------------------------ hostile */
 
@@ -667,6 +776,8 @@ int main(void)
 		tcase_add_test(tc, stalled_clients);
 		tcase_add_test(tc, per_user_limit);
 		tcase_add_test(tc, service_stop);
+		tcase_add_test(tc, fork_child);
+		tcase_add_test(tc, late_service);
 	}
 	tcase_add_test(tc, pidns_init_dies);
 	if (svc)
