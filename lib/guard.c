@@ -6,8 +6,10 @@
  * What survives what (README, "Process death"): the guardian outlives the
  * process's death by any signal, _exit and a group SIGTERM (it ignores the
  * job's stop signals); it does not outlive its PID namespace or a kill of
- * its cgroup (the node service's job).  It is late, never dead, while its
- * socket is open: a missing ack only makes the engine go on without it. */
+ * its cgroup.  The node service safe_mrd (SAFE_MR_SERVICE, tried first)
+ * does: it lives outside the job, and takes the same messages on a
+ * connection to its socket.  Either is late, never dead, while its socket
+ * is open: a missing ack only makes the engine go on without it. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
