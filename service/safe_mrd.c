@@ -230,6 +230,8 @@ static void wait_for(struct conn *k, pid_t pid)
 	smg_core_ack(&k->core, SMG_ACK);
 }
 
+/* Closed under the lock: the stop's shutdown never meets a reused
+ * descriptor number. */
 static void unlink_conn(struct conn *k)
 {
 	pthread_mutex_lock(&mu);
@@ -238,6 +240,9 @@ static void unlink_conn(struct conn *k)
 			*pp = k->next;
 			break;
 		}
+	if (k->sock >= 0)
+		close(k->sock);
+	k->sock = -1;
 	nconns--;
 	pthread_cond_broadcast(&changed);
 	pthread_mutex_unlock(&mu);
@@ -283,7 +288,6 @@ static void *conn_main(void *arg)
 	}
 	if (fd >= 0)
 		close(fd);
-	close(k->sock);
 	unlink_conn(k);
 	free(k);
 	return NULL;
@@ -329,7 +333,6 @@ static void accept_one(int lfd)
 	pthread_attr_setstacksize(&at, 256 << 10);
 	if (pthread_create(&t, &at, conn_main, k)) {
 		logf_(0, "pid %d: no thread for it: hung up", (int)cr.pid);
-		close(s);
 		unlink_conn(k);
 		free(k);
 	}

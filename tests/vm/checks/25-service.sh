@@ -152,7 +152,7 @@ while read -r name death svc want; do
 	if [ $name = oom-off ]; then
 		g=${G[$name]}
 		if [ -n "$g" ] && dmesg | grep -q "Killed process $g (safe_mr-guardia"; then
-			vm_result ext4 service-$name PASS "oom, service off: the OOM group kill killed the guardian ($g) too; it had written the $got data before its turn"
+			vm_result ext4 service-$name PASS "oom, service off: the OOM group kill killed the guardian ($g) too; the file holds the $got data (the guardian writes if it sees the writer end before its own turn)"
 		else
 			vm_result ext4 service-$name FAIL "oom, service off: the guardian (${g:-none found}) was not OOM-killed; the file holds the $got data"
 		fi
