@@ -15,6 +15,7 @@
 #ifndef SM_GUARDCORE_H
 #define SM_GUARDCORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,7 +26,8 @@ struct smg_core {
 	int arena_fd, state_fd;	/* -1 until GM_INIT */
 	int *slots;		/* slot -> descriptor, -1 */
 	size_t nslots;
-	bool clean;		/* the clean word came: nothing to write */
+	_Atomic bool clean;	/* the clean word came: nothing to write (set
+				 * before its ack: others may read it) */
 	int level;		/* log level: 0 error .. 3 debug */
 	/* Log one line (without newline) about this client. */
 	void (*say)(struct smg_core *c, int lvl, const char *msg);

@@ -154,7 +154,8 @@ static unsigned int live_guards(pid_t pid)
 	unsigned int n = 0;
 
 	for (struct conn *k = conns; k; k = k->next)
-		n += k->role == R_GUARD && k->pid == pid && !k->ended;
+		n += k->role == R_GUARD && k->pid == pid && !k->ended &&
+		     !atomic_load(&k->core.clean);
 	return n;
 }
 
