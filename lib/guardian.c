@@ -83,6 +83,7 @@ int main(int argc, char **argv)
 	struct smg_core c;
 	uint32_t type;
 	pid_t p;
+	int r;
 
 	if (argc != 3) {
 		fprintf(stderr, "safe_mr-guardian is started by libsafe_mr, not by hand\n");
@@ -141,7 +142,7 @@ int main(int argc, char **argv)
 	}
 	while (smg_core_receive(&c, &type))
 		;
-	if (c.clean)
-		return 0;
-	return smg_core_recover(&c) ? 1 : 3;
+	r = c.clean ? 0 : smg_core_recover(&c) ? 1 : 3;
+	smg_core_release(&c);
+	return r;
 }
