@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -366,6 +367,8 @@ static int wait_acks(void)
 	return ETIMEDOUT;
 }
 
+static void wthread_wake(void);
+
 static void drop_state(void)
 {
 	out_clear();
@@ -378,6 +381,8 @@ static void drop_state(void)
 	if (sock >= 0)
 		close(sock);
 	sock = -1;
+	if (via_service)
+		wthread_wake();
 	via_service = false;
 	free(tbl_free);
 	tbl_free = NULL;
@@ -466,12 +471,21 @@ static bool pid1(void)
  * next call, a thread watches the connection for the hang-up. */
 static pthread_t wthread;
 static bool wthread_on;
+static int wake_fd = -1;	/* eventfd: the watcher's poll ends at once (exit) */
+
+static void wthread_wake(void)
+{
+	uint64_t one = 1;
+
+	if (wake_fd >= 0 && write(wake_fd, &one, sizeof(one)) < 0) {
+		/* full: it is awake anyway */
+	}
+}
 
 static void *wthread_main(void *arg)
 {
 	(void)arg;
 	for (;;) {
-		struct pollfd p;
 		int s;
 
 		sm_lock_take();
@@ -483,9 +497,19 @@ static void *wthread_main(void *arg)
 		}
 		sm_lock_drop();
 		/* Bounded: the socket may be replaced meanwhile. */
-		p = (struct pollfd){ .fd = s, .events = POLLRDHUP };
-		if (poll(&p, 1, 1000) != 1)
-			continue;
+		{
+			struct pollfd w[2] = { { .fd = s, .events = POLLRDHUP },
+					       { .fd = wake_fd, .events = POLLIN } };
+			uint64_t n;
+
+			if (poll(w, 2, 1000) < 1)
+				continue;
+			if (w[1].revents && read(wake_fd, &n, sizeof(n)) < 0) {
+				/* drained by another */
+			}
+			if (!w[0].revents)
+				continue;
+		}
 		sm_lock_take();
 		if (sock == s && via_service && take_acks() == 0 && sock == s) {
 			char c;
@@ -505,6 +529,15 @@ static void wthread_start(void)
 
 	if (wthread_on)
 		return;
+	/* A new one (a fork child's inherited one is its parent's too). */
+	if (wake_fd >= 0)
+		close(wake_fd);
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (wake_fd < 0) {
+		sm_warn("cannot watch the node service (eventfd: %s): a stop of the service is "
+			"seen at the next call of the engine", strerror(errno));
+		return;
+	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	if (pthread_create(&wthread, NULL, wthread_main, NULL) == 0) {
@@ -859,6 +892,9 @@ void sm_guard_exec_failed(void)
 void sm_guard_thread_stop(void)
 {
 	atomic_store(&qthread_stop, true);
+	sm_lock_take();
+	wthread_wake();
+	sm_lock_drop();
 	for (int i = 0; i < 300; i++) {
 		bool on;
 
