@@ -4,6 +4,7 @@
  * misspelt name or a bad value is reported when the program starts (with
  * what is accepted), not after the job ran with the defaults; used from the
  * first call on. */
+#include <ctype.h>
 #include <errno.h>
 #include <link.h>
 #include <limits.h>
@@ -21,6 +22,8 @@ struct sm_config sm_cfg = {
 	.mode = SM_MODE_BOUNCE,
 	.reserve = true,
 	.guardian = SM_GUARD_ON,
+	.service = SM_SVC_AUTO,
+	.service_path = SMD_DEFAULT_SOCKET,
 	.log_level = SM_LOG_WARN,
 	.threads = -1,
 };
@@ -127,7 +130,7 @@ int sm_stats_path(const char *tmpl, char *out, size_t n)
 
 /* The settings: name after SAFE_MR_, and what is accepted (for messages). */
 enum { S_MODE, S_LOG, S_STATS, S_STATS_FILE, S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_GUARDIAN,
-       S_LOG_FILE, S_THREADS, S_COUNT };
+       S_LOG_FILE, S_THREADS, S_SERVICE, S_COUNT };
 static const struct {
 	const char *name;
 	const char *accepted;
@@ -143,12 +146,13 @@ static const struct {
 	[S_GUARDIAN] = { "GUARDIAN", "on, off, require (1, yes, true, 0, no, false)" },
 	[S_LOG_FILE] = { "LOG_FILE", "a path; %p pid, %h host, %r MPI rank, %% a %" },
 	[S_THREADS] = { "THREADS", "threads for hashing, 0 to 17 (0 and 1: none besides the caller)" },
+	[S_SERVICE] = { "SERVICE", "auto, off, require, or the service's socket path" },
 };
 /* LOG and LOG_FILE first: they decide whether and where the other messages
  * go. */
 static const int parse_order[S_COUNT] = { S_LOG, S_LOG_FILE, S_MODE, S_STATS, S_STATS_FILE,
 					  S_FLUSH_MS, S_WRITEBACK, S_RESERVE, S_GUARDIAN,
-					  S_THREADS };
+					  S_THREADS, S_SERVICE };
 
 /* One setting: 0 or EINVAL (nothing changed). */
 static int config_set(int which, const char *value)
@@ -224,6 +228,20 @@ static int config_set(int which, const char *value)
 		else
 			sm_cfg.guardian = b ? SM_GUARD_ON : SM_GUARD_OFF;
 		break;
+	case S_SERVICE:
+		if (!strcasecmp(value, "auto") || !strcasecmp(value, "off") ||
+		    !strcasecmp(value, "require")) {
+			sm_cfg.service = tolower((unsigned char)value[0]) == 'a' ? SM_SVC_AUTO :
+					 tolower((unsigned char)value[0]) == 'o' ? SM_SVC_OFF :
+					 SM_SVC_REQUIRE;
+			strcpy(sm_cfg.service_path, SMD_DEFAULT_SOCKET);
+		} else if (value[0] == '/' && strlen(value) < sizeof(sm_cfg.service_path)) {
+			sm_cfg.service = SM_SVC_AUTO;
+			strcpy(sm_cfg.service_path, value);
+		} else {
+			return EINVAL;
+		}
+		break;
 	default:
 		return EINVAL;
 	}
@@ -265,7 +283,7 @@ static void report_unknown(void)
 		sm_warn("unknown variable SAFE_MR_%.*s ignored; the settings are "
 			"SAFE_MR_MODE, SAFE_MR_LOG, SAFE_MR_STATS, SAFE_MR_STATS_FILE, "
 			"SAFE_MR_FLUSH_MS, SAFE_MR_WRITEBACK, SAFE_MR_RESERVE, SAFE_MR_GUARDIAN, "
-			"SAFE_MR_LOG_FILE, SAFE_MR_THREADS",
+			"SAFE_MR_LOG_FILE, SAFE_MR_THREADS, SAFE_MR_SERVICE",
 			(int)(eq - name),
 			name);
 	}
@@ -348,8 +366,11 @@ static void say_active(void)
 	dl_iterate_phdr(find_door, &door);
 	sm_info("safe_mr active: mode=%s, %s, protector: %s", modes[sm_cfg.mode], door,
 		sm_cfg.mode == SM_MODE_OFF ? "none (mode off: nothing is shadowed)" :
-		sm_cfg.guardian ? "guardian (safe_mr-guardian, started with the first shadow)" :
-		"none (SAFE_MR_GUARDIAN=off)");
+		!sm_cfg.guardian ? "none (SAFE_MR_GUARDIAN=off)" :
+		sm_cfg.service == SM_SVC_OFF ?
+		"guardian (safe_mr-guardian, started with the first shadow)" :
+		sm_cfg.service == SM_SVC_REQUIRE ? "node service safe_mrd (required)" :
+		"node service safe_mrd if it answers, else safe_mr-guardian (with the first shadow)");
 }
 
 /* At load: report bad values and unknown names now, when the user can still

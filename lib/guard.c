@@ -6,8 +6,10 @@
  * What survives what (README, "Process death"): the guardian outlives the
  * process's death by any signal, _exit and a group SIGTERM (it ignores the
  * job's stop signals); it does not outlive its PID namespace or a kill of
- * its cgroup (the node service's job).  It is late, never dead, while its
- * socket is open: a missing ack only makes the engine go on without it. */
+ * its cgroup.  The node service safe_mrd (SAFE_MR_SERVICE, tried first)
+ * does: it lives outside the job, and takes the same messages on a
+ * connection to its socket.  Either is late, never dead, while its socket
+ * is open: a missing ack only makes the engine go on without it. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +25,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +47,7 @@ static int sock = -1, state_fd = -1;
 static uint8_t *state;		/* SMG_SIZE bytes, MAP_SHARED */
 static bool off;		/* failed, cleaned or unusable in this process */
 static bool pid1_said;
+static bool via_service;	/* sock is a connection to safe_mrd */
 static uint32_t next_slot = 1;
 static unsigned int restarts;
 static uint64_t lost_seen;	/* smg_header.lost_fds already reported */
@@ -362,6 +367,8 @@ static int wait_acks(void)
 	return ETIMEDOUT;
 }
 
+static void wthread_wake(void);
+
 static void drop_state(void)
 {
 	out_clear();
@@ -374,6 +381,9 @@ static void drop_state(void)
 	if (sock >= 0)
 		close(sock);
 	sock = -1;
+	if (via_service)
+		wthread_wake();
+	via_service = false;
 	free(tbl_free);
 	tbl_free = NULL;
 	ntbl_free = tbl_free_cap = 0;
@@ -453,28 +463,167 @@ static bool pid1(void)
 	return true;
 }
 
+/* ---- the node service (safe_mrd(8), docs/safe_mrd-protocol.md) ----
+ * The same messages as to our own guardian, on a connection to the
+ * service's socket after a GM_HELLO.  A service that hangs up while we
+ * live (it was stopped) is a guardian that died: a new one gets
+ * everything.  So that an idle process learns it at once, not at its
+ * next call, a thread watches the connection for the hang-up. */
+static pthread_t wthread;
+static bool wthread_on;
+static int wake_fd = -1;	/* eventfd: the watcher's poll ends at once (exit) */
+
+static void wthread_wake(void)
+{
+	uint64_t one = 1;
+
+	if (wake_fd >= 0 && write(wake_fd, &one, sizeof(one)) < 0) {
+		/* full: it is awake anyway */
+	}
+}
+
+static void *wthread_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int s;
+
+		sm_lock_take();
+		s = sock;
+		if (!via_service || s < 0 || atomic_load(&qthread_stop)) {
+			wthread_on = false;
+			sm_lock_drop();
+			return NULL;
+		}
+		sm_lock_drop();
+		/* Bounded: the socket may be replaced meanwhile. */
+		{
+			struct pollfd w[2] = { { .fd = s, .events = POLLRDHUP },
+					       { .fd = wake_fd, .events = POLLIN } };
+			uint64_t n;
+
+			if (poll(w, 2, 1000) < 1)
+				continue;
+			if (w[1].revents && read(wake_fd, &n, sizeof(n)) < 0) {
+				/* drained by another */
+			}
+			if (!w[0].revents)
+				continue;
+		}
+		sm_lock_take();
+		if (sock == s && via_service && take_acks() == 0 && sock == s) {
+			char c;
+			ssize_t r = recv(s, &c, 1, MSG_DONTWAIT);
+
+			/* EOF: gone.  A stray record is read and dropped. */
+			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+				guardian_died(r == 0 ? EPIPE : errno);
+		}
+		sm_lock_drop();
+	}
+}
+
+static void wthread_start(void)
+{
+	sigset_t all, old;
+
+	if (wthread_on)
+		return;
+	/* A new one (a fork child's inherited one is its parent's too). */
+	if (wake_fd >= 0)
+		close(wake_fd);
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (wake_fd < 0) {
+		sm_warn("cannot watch the node service (eventfd: %s): a stop of the service is "
+			"seen at the next call of the engine", strerror(errno));
+		return;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&wthread, NULL, wthread_main, NULL) == 0) {
+		wthread_on = true;
+		pthread_detach(wthread);
+	} else {
+		sm_warn("cannot start the thread that watches the node service: a stop of the "
+			"service is seen at the next call of the engine");
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* A connection the service accepted (it answered our GM_HELLO), or -1
+ * with *err: ENOENT/ECONNREFUSED (none listens), EAGAIN (its backlog is
+ * full), ETIMEDOUT (no answer within SMG_ACK_MS: given up before we handed
+ * it anything, so nothing of ours is left with it), EPROTO (refused). */
+static int service_connect(int *err)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct smg_msg hello = { GM_HELLO, SMD_VERSION };
+	struct pollfd p;
+	char c = 0;
+	int s;
+
+	memcpy(a.sun_path, sm_cfg.service_path, sizeof(sm_cfg.service_path));
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0) {
+		*err = errno;
+		return -1;
+	}
+	if (connect(s, (struct sockaddr *)&a, sizeof(a)) ||
+	    send(s, &hello, sizeof(hello), MSG_NOSIGNAL | MSG_DONTWAIT) != sizeof(hello)) {
+		*err = errno;
+		close(s);
+		return -1;
+	}
+	p = (struct pollfd){ .fd = s, .events = POLLIN };
+	for (int64_t end = now_ms() + SMG_ACK_MS;;) {
+		int64_t left = end - now_ms();
+		int r = poll(&p, 1, left > 0 ? (int)left : 0);
+
+		if (r == 1 || left <= 0 || (r < 0 && errno != EINTR))
+			break;
+	}
+	if (recv(s, &c, 1, MSG_DONTWAIT) != 1 || c != SMG_ACK) {
+		*err = c == SMD_NACK ? EPROTO : errno == EAGAIN ? ETIMEDOUT : EPROTO;
+		close(s);
+		return -1;
+	}
+	return s;
+}
+
 static bool start(void)
 {
 	char path[PATH_MAX];
 	struct smg_header *h;
-	int sv[2], fds[2], err;
+	int sv[2], fds[2], err, s = -1;
 
 	if (off || sm_cfg.guardian == SM_GUARD_OFF)
 		return false;
 	if (sock >= 0)
 		return true;
-	if (pid1()) {
+	if (sm_cfg.service != SM_SVC_OFF) {
+		s = service_connect(&err);
+		if (s < 0 && sm_cfg.service == SM_SVC_REQUIRE) {
+			give_up("SAFE_MR_SERVICE=require: the node service safe_mrd at "
+				"its socket", err);
+			return false;
+		}
+		if (s < 0)
+			sm_debug("node service at %s: %s: starting our own guardian",
+				 sm_cfg.service_path, strerror(err));
+	}
+	if (s < 0 && pid1()) {
 		off = true;
 		atomic_fetch_add(&sm_guard_failures, 1);
 		return false;
 	}
-	err = find_guardian(path, sizeof(path));
-	if (err) {
+	if (s < 0 && (err = find_guardian(path, sizeof(path)))) {
 		give_up("safe_mr-guardian not found next to libsafe_mr.so", err);
 		return false;
 	}
 	state_fd = memfd_create("safe_mr-state", MFD_CLOEXEC);
 	if (state_fd < 0 || ftruncate(state_fd, (off_t)SMG_SIZE)) {
+		if (s >= 0)
+			close(s);
 		give_up("state memfd", errno);
 		return false;
 	}
@@ -482,22 +631,29 @@ static bool start(void)
 			    state_fd, 0);
 	if (state == MAP_FAILED) {
 		state = NULL;
+		if (s >= 0)
+			close(s);
 		give_up("state mapping", errno);
 		return false;
 	}
 	h = (struct smg_header *)state;
 	h->magic = SMG_MAGIC;
 	h->page_size = (uint32_t)sm_page_size;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
-		give_up("socketpair", errno);
-		return false;
-	}
-	sock = sv[0];
-	err = spawn(path, sv[1]);
-	close(sv[1]);
-	if (err) {
-		give_up(path, err);
-		return false;
+	if (s >= 0) {
+		sock = s;
+		via_service = true;
+	} else {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+			give_up("socketpair", errno);
+			return false;
+		}
+		sock = sv[0];
+		err = spawn(path, sv[1]);
+		close(sv[1]);
+		if (err) {
+			give_up(path, err);
+			return false;
+		}
 	}
 	fds[0] = sm_arena_fd();
 	fds[1] = state_fd;
@@ -507,7 +663,12 @@ static bool start(void)
 		give_up("handing over the arena", err);
 		return false;
 	}
-	sm_debug("guardian %s started", path);
+	if (via_service) {
+		sm_debug("guarded by the node service at %s", sm_cfg.service_path);
+		wthread_start();
+	} else {
+		sm_debug("guardian %s started", path);
+	}
 	return true;
 }
 
@@ -719,7 +880,7 @@ void sm_guard_exec_failed(void)
 {
 	/* Still guarded (exec_prepare's writeback failed, so the guardian was
 	 * never told): its records are good as they are. */
-	if (sock >= 0 || sm_cfg.guardian == SM_GUARD_OFF || pid1())
+	if (sock >= 0 || sm_cfg.guardian == SM_GUARD_OFF)
 		return;
 	off = false;
 	forget_records();
@@ -731,11 +892,14 @@ void sm_guard_exec_failed(void)
 void sm_guard_thread_stop(void)
 {
 	atomic_store(&qthread_stop, true);
+	sm_lock_take();
+	wthread_wake();
+	sm_lock_drop();
 	for (int i = 0; i < 300; i++) {
 		bool on;
 
 		sm_lock_take();
-		on = qthread_on;
+		on = qthread_on || wthread_on;
 		sm_lock_drop();
 		if (!on)
 			return;
@@ -751,5 +915,6 @@ void sm_guard_forget(bool chunks_kept)
 	off = chunks_kept;
 	restarts = 0;
 	late_said = false;
-	qthread_on = false;	/* the parent's thread: not ours */
+	qthread_on = false;	/* the parent's threads: not ours */
+	wthread_on = false;
 }

@@ -69,7 +69,17 @@ enum {
 	GM_FILE_GONE,	/* slot closed: the guardian closes its copy, then acks */
 	GM_CLEAN,	/* everything is durable: close everything, ack, exit
 			 * without writing */
+	/* The node service only (safe_mrd, docs/safe_mrd-protocol.md): the
+	 * first message on a connection says what it is for. */
+	GM_HELLO = 16,	/* slot: SMD_VERSION; answer SMG_ACK (then as a guardian)
+			 * or SMD_NACK (and the service hangs up) */
+	GM_WAIT,	/* fd: a pidfd; answer SMG_ACK once no connection of
+			 * that process is open or being written back */
+	GM_QUERY,	/* fd: a pidfd; answer struct smg_msg {GM_QUERY, number
+			 * of that process's guarded connections} */
 };
+#define SMD_VERSION 1
+#define SMD_NACK 'v'
 /* The guardian's ack (one byte) of GM_FILE_GONE and GM_CLEAN: when the
  * process has closed a file, the guardian holds it no more (a umount right
  * after does not find it busy).

@@ -21,6 +21,11 @@ enum sm_wb_pref { SM_WB_PREF_AUTO, SM_WB_PREF_URING, SM_WB_PREF_PWRITE };
 /* SAFE_MR_GUARDIAN: require = a registration that would shadow a writable
  * file fails (ESRCH) where no guardian can protect the process. */
 enum sm_guard_pref { SM_GUARD_OFF, SM_GUARD_ON, SM_GUARD_REQUIRE };
+/* SAFE_MR_SERVICE: the node service (safe_mrd) as the guardian: auto = try
+ * it, else start one's own; require = the service or none; off = one's
+ * own.  A path is auto with that socket. */
+enum sm_service_pref { SM_SVC_OFF, SM_SVC_AUTO, SM_SVC_REQUIRE };
+#define SMD_DEFAULT_SOCKET "/run/safe_mr/safe_mrd.sock"
 
 struct sm_config {
 	enum sm_mode mode;		/* SAFE_MR_MODE=bounce|auto|off (bounce) */
@@ -31,6 +36,8 @@ struct sm_config {
 	bool reserve;			/* SAFE_MR_RESERVE=auto|off (auto) */
 	enum sm_guard_pref guardian;	/* SAFE_MR_GUARDIAN=on|off|require (on) */
 	int threads;			/* SAFE_MR_THREADS=N (-1: default) */
+	enum sm_service_pref service;	/* SAFE_MR_SERVICE=auto|off|require|PATH */
+	char service_path[108];		/* its socket (sun_path) */
 };
 extern struct sm_config sm_cfg;
 /* Parse the environment once (thread-safe, idempotent). */

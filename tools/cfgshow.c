@@ -13,12 +13,14 @@
 #include <strings.h>
 #include <unistd.h>
 #include <sys/auxv.h>
+#include <sys/un.h>
 
 #include "cfgshow.h"
+#include "svcquery.h"
 
 extern char **environ;
 
-enum kind { WORDS, BOOL, MS, TEMPLATE, COUNT };
+enum kind { WORDS, BOOL, MS, TEMPLATE, COUNT, SERVICE };
 
 static const struct setting {
 	const char *name;	/* after SAFE_MR_ */
@@ -45,6 +47,8 @@ static const struct setting {
 	{ "THREADS", NULL, COUNT, NULL, NULL,
 	  "threads hashing a large writeback or fill, the caller included; by default "
 	  "min(4, CPUs), used while the load leaves a CPU to spare" },
+	{ "SERVICE", NULL, SERVICE, NULL, "auto",
+	  "the node service safe_mrd as the guardian (auto, off, require, or its socket)" },
 };
 
 /* SAFE_MR_THREADS's default: min(4, the CPUs this process may use). */
@@ -92,6 +96,10 @@ static bool valid(const struct setting *s, const char *v, const char **accepted)
 	case COUNT:
 		*accepted = "threads for hashing, 0 to 17 (0 and 1: none besides the caller)";
 		return *v >= '0' && *v <= '9' && strtoul(v, &end, 10) <= 17 && !*end;
+	case SERVICE:
+		*accepted = "auto, off, require, or the service's socket path";
+		return in_list(v, "auto, off, require") ||
+		       (v[0] == '/' && strlen(v) < sizeof(((struct sockaddr_un *)0)->sun_path));
 	case TEMPLATE:
 		*accepted = "a path; %p pid, %h host, %r MPI rank, %% a %";
 		if (!*v)
@@ -158,6 +166,7 @@ int smt_config_show(struct smt_json *j)
 	}
 	if (j)
 		smt_json_close(j, ']');
+	smt_service_show(j, secure ? NULL : getenv("SAFE_MR_SERVICE"));
 	/* Names that are no setting (the engine says so at start too). */
 	if (j)
 		smt_json_open(j, "unknown", '[');

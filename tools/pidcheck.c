@@ -5,7 +5,9 @@
  *  - the mode: SAFE_MR_MODE in its initial environment (off: nothing is
  *    shadowed);
  *  - the protector: a live process named safe_mr-guardian whose argv[1]
- *    is the pid (lib/guard.c, spawn()); there is no node service;
+ *    is the pid (lib/guard.c, spawn()), or the node service safe_mrd,
+ *    asked (GM_QUERY, docs/safe_mrd-protocol.md) at the socket the
+ *    process's SAFE_MR_SERVICE names;
  *  - bytes shadowed: its mappings of the shadow arena (memfd
  *    "safe_mr-shadow", lib/file.c);
  *  - writeback pending: not shown.  What is pending is the pages whose
@@ -25,11 +27,14 @@
 #include <unistd.h>
 
 #include "pidcheck.h"
+#include "svcquery.h"
 
 struct pid_facts {
 	bool preload, linked, hook;
 	char mode[32];
 	int guardian;			/* its pid, or 0 */
+	char service[108];		/* its SAFE_MR_SERVICE socket, "" if off */
+	int service_conns;		/* connections safe_mrd guards it by, -1 unknown */
 	unsigned long long shadow_bytes;
 	bool pid1;			/* PID 1 of its own PID namespace */
 };
@@ -81,6 +86,8 @@ static void read_mode(int pid, struct pid_facts *f)
 	ssize_t n;
 
 	snprintf(f->mode, sizeof(f->mode), "bounce");
+	/* Unless its environment says: the service ours names. */
+	smt_service_path(getenv("SAFE_MR_SERVICE"), f->service, sizeof(f->service));
 	snprintf(path, sizeof(path), "/proc/%d/environ", pid);
 	if ((n = slurp(path, env, sizeof(env))) < 0) {
 		snprintf(f->mode, sizeof(f->mode), "unknown");
@@ -89,6 +96,8 @@ static void read_mode(int pid, struct pid_facts *f)
 	for (char *p = env; p < env + n; p += strlen(p) + 1)
 		if (!strncmp(p, "SAFE_MR_MODE=", 13))
 			snprintf(f->mode, sizeof(f->mode), "%s", p + 13);
+		else if (!strncmp(p, "SAFE_MR_SERVICE=", 16))
+			smt_service_path(p + 16, f->service, sizeof(f->service));
 }
 
 /* A live safe_mr-guardian whose argv[1] is pid. */
@@ -149,7 +158,7 @@ int smt_pid_check(int pid, struct smt_json *j)
 {
 	struct pid_facts f = { 0 };
 	const char *loaded, *why = NULL;
-	char protector[64];
+	char protector[128];
 	int err = read_maps(pid, &f);
 	bool ok;
 
@@ -166,9 +175,12 @@ int smt_pid_check(int pid, struct smt_json *j)
 	}
 	read_mode(pid, &f);
 	f.guardian = find_guardian(pid);
+	f.service_conns = f.service[0] ? smt_service_query(f.service, pid) : -1;
 	f.pid1 = read_pid1(pid);
 	loaded = f.preload ? "preload" : f.hook ? "libfabric hook" : f.linked ? "linked" : NULL;
-	if (f.guardian)
+	if (f.service_conns > 0)
+		snprintf(protector, sizeof(protector), "safe_mrd at %.100s", f.service);
+	else if (f.guardian)
 		snprintf(protector, sizeof(protector), "guardian (pid %d)", f.guardian);
 	else
 		snprintf(protector, sizeof(protector), "none");
@@ -176,11 +188,11 @@ int smt_pid_check(int pid, struct smt_json *j)
 		why = "safe_mr is not loaded in it";
 	else if (!strcasecmp(f.mode, "off"))
 		why = "SAFE_MR_MODE=off: registrations pass through";
-	else if (f.pid1)
+	else if (f.pid1 && f.service_conns <= 0)
 		why = "it is PID 1 of its PID namespace: no guardian can outlive it (the "
 		      "kernel kills the namespace with it), so a crash loses what changed since "
 		      "the last sync point";
-	else if (f.shadow_bytes && !f.guardian)
+	else if (f.shadow_bytes && !f.guardian && f.service_conns <= 0)
 		why = "it has shadows and no guardian: a crash loses what changed since the "
 		      "last sync point";
 	ok = !why;
@@ -189,12 +201,13 @@ int smt_pid_check(int pid, struct smt_json *j)
 		smt_json_int(j, "pid", pid);
 		smt_json_str(j, "safe_mr", loaded);
 		smt_json_str(j, "mode", f.mode);
-		smt_json_str(j, "protector", f.guardian ? "guardian" : "none");
+		smt_json_str(j, "protector", f.service_conns > 0 ? "service" :
+			     f.guardian ? "guardian" : "none");
 		if (f.guardian)
 			smt_json_int(j, "guardian_pid", f.guardian);
 		else
 			smt_json_str(j, "guardian_pid", NULL);
-		smt_json_str(j, "node_service", "none");
+		smt_json_str(j, "node_service", f.service_conns > 0 ? f.service : "none");
 		smt_json_bool(j, "pid_namespace_init", f.pid1);
 		smt_json_int(j, "bytes_shadowed", (long long)f.shadow_bytes);
 		smt_json_str(j, "writeback_pending", NULL);
@@ -207,7 +220,9 @@ int smt_pid_check(int pid, struct smt_json *j)
 		printf("process %d:\n", pid);
 		printf("  safe_mr: %s\n", loaded ? loaded : "not loaded");
 		printf("  mode: %s\n", f.mode);
-		printf("  protector: %s; node service: none\n", protector);
+		printf("  protector: %s; node service: %s\n", protector,
+		       f.service_conns > 0 ? "guards it" : f.service_conns == 0 ?
+		       "answers, does not guard it" : "none");
 		printf("  bytes shadowed: %llu (its mappings of the shadow arena)\n",
 		       f.shadow_bytes);
 		printf("  writeback pending: not shown (only the engine and its guardian can "

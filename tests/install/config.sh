@@ -96,9 +96,12 @@ out=$(env SAFE_MR_LOG=info PMIX_RANK=4 SAFE_MR_GUARDIAN=off "$prog" 2>&1)
 if printf '%s\n' "$out" | head -1 | grep -qE "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z $host rank=4 safe_mr\\[[0-9]+\\]: info: safe_mr active: mode=bounce, linked, protector: none \\(SAFE_MR_GUARDIAN=off\\)\$"; then
 	ok "info line at start (before main): time, host, rank, pid; mode, linked, protector"
 else bad "no 'safe_mr active' line at start:"; printf '%s\n' "$out"; fi
-out=$(env SAFE_MR_LOG=info SAFE_MR_MODE=auto "$prog" 2>&1)
+out=$(env SAFE_MR_LOG=info SAFE_MR_MODE=auto SAFE_MR_SERVICE=off "$prog" 2>&1)
 printf '%s\n' "$out" | grep -q " rank=none safe_mr\\[[0-9]*\\]: info: safe_mr active: mode=auto, linked, protector: guardian " &&
 	ok "info line: mode auto, guardian, no rank" || { bad "info line (auto):"; printf '%s\n' "$out"; }
+out=$(env SAFE_MR_LOG=info "$prog" 2>&1)
+printf '%s\n' "$out" | grep -q "info: safe_mr active: mode=bounce, linked, protector: node service safe_mrd if it answers, else safe_mr-guardian " &&
+	ok "info line: the node service first (SAFE_MR_SERVICE=auto)" || { bad "info line (service auto):"; printf '%s\n' "$out"; }
 out=$(env SAFE_MR_MODE=bogus OMPI_COMM_WORLD_RANK=9 "$prog" 2>&1)
 printf '%s\n' "$out" | grep -qE "Z $host rank=9 safe_mr\\[[0-9]+\\]: warn: ignoring SAFE_MR_MODE=bogus" &&
 	ok "warnings carry host and rank (Open MPI)" || { bad "warning line:"; printf '%s\n' "$out"; }

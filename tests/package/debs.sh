@@ -53,7 +53,7 @@ if (cd "$copy" && DEB_BUILD_OPTIONS="parallel=$jobs" dpkg-buildpackage -b -us -u
 else
 	bad "dpkg-buildpackage failed:"; tail -n 40 "$tmp/build.log"; exit 1
 fi
-for p in libsafe-mr0 libsafe-mr-dev libsafe-mr-preload safe-mr-tools libfabric-safe-mr slurm-spank-safe-mr; do
+for p in libsafe-mr0 libsafe-mr-dev libsafe-mr-preload safe-mr-tools libfabric-safe-mr slurm-spank-safe-mr safe-mrd; do
 	[ -f "$tmp/${p}_${deb_version}_$(dpkg --print-architecture).deb" ] && ok "built $p" || bad "no package $p"
 done
 for f in debian/files debian/.debhelper obj-*; do
@@ -105,6 +105,19 @@ out=$(LD_LIBRARY_PATH=$fake SAFE_MR_TEST_DIR=$tmp/data SAFE_MR_STATS=1 "$B/safe_
 if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q 'shadowed=[1-9]'; then
 	ok "safe_mr-run from the packages: the preload shadows a file registration"
 else bad "safe_mr-run from the packages (exit $rc):"; show "$out"; fi
+# The node service (safe-mrd): its units, and the packaged daemon guarding
+# the packaged preload's process.
+grep -qx 'ListenSequentialPacket=/run/safe_mr/safe_mrd.sock' "$root/lib/systemd/system/safe_mrd.socket" &&
+	grep -q '^ExecStart=/usr/sbin/safe_mrd --foreground$' "$root/lib/systemd/system/safe_mrd.service" &&
+	ok "safe-mrd: the socket and service units" || bad "safe-mrd: units missing or wrong"
+"$root/usr/sbin/safe_mrd" --foreground --socket "$tmp/smd.sock" 2>"$tmp/smd.log" & smd=$!
+for i in $(seq 100); do [ -S "$tmp/smd.sock" ] && break; sleep 0.1; done
+out=$(LD_LIBRARY_PATH=$fake SAFE_MR_TEST_DIR=$tmp/data SAFE_MR_LOG=debug SAFE_MR_SERVICE=$tmp/smd.sock \
+	"$B/safe_mr-run" -- "$reg_file" ok 2>&1); rc=$?
+kill -TERM $smd; wait $smd; smd_rc=$?
+if [ $rc -eq 0 ] && [ $smd_rc -eq 0 ] && printf '%s\n' "$out" | grep -q "guarded by the node service at $tmp/smd.sock"; then
+	ok "safe_mrd from the packages guards a preloaded process, stops cleanly"
+else bad "safe_mrd from the packages (run $rc, safe_mrd $smd_rc):"; show "$out"; show "$(cat "$tmp/smd.log")"; fi
 maps=$(LD_PRELOAD=$L/libsafe_mr_preload.so cat /proc/self/maps 2>&1)
 printf '%s\n' "$maps" | grep -q "$L/libsafe_mr.so" &&
 	ok "LD_PRELOAD=<libdir>/libsafe_mr_preload.so from the packages loads the packaged engine" ||

@@ -39,7 +39,7 @@ else
 	bad "rpmbuild failed:"; tail -n 40 "$tmp/build.log"; exit 1
 fi
 rpms=$(find "$tmp/RPMS" -name '*.rpm' | grep -v debug | sort)
-for p in safe_mr safe_mr-devel safe_mr-preload safe_mr-tools safe_mr-fabric safe_mr-slurm; do
+for p in safe_mr safe_mr-devel safe_mr-preload safe_mr-tools safe_mr-fabric safe_mr-slurm safe_mrd; do
 	printf '%s\n' "$rpms" | grep -q "/$p-$version-1\.[^/]*\.rpm$" && ok "built $p" || bad "no package $p"
 done
 out=$(rpm -qlp "$tmp"/RPMS/*/safe_mr-tools-*.rpm 2>&1)
