@@ -277,8 +277,8 @@ int main(int argc, char **argv)
 		else
 			wins[nwin++] = (struct window){ .path = argv[a], .fd = -1 };
 	}
-	if (size % 65536 || rounds < 1 || !nwin || (owner < 0) == !all_mode)
-		die("needs PATH, --owner R or --all, --size a multiple of 64 KiB, --rounds >= 1");
+	if (size % 65536 || rounds < (verify ? 0 : 1) || !nwin || (owner < 0) == !all_mode)
+		die("needs PATH, --owner R or --all, --size a multiple of 64 KiB, --rounds >= 1 (--verify: 0 is the file before the job)");
 	nwords = size / 4;
 	if (verify) {
 		if (nranks < 2)

@@ -7,13 +7,13 @@
 # RC verbs on rxe0, across the wire for the ranks whose neighbour is on the
 # other node), msync at every round.  After the job, each node reads the
 # whole file back (O_DIRECT: from the server) and finds every rank's region
-# complete.  Without safe_mr the windows are refused (6.1: EOPNOTSUPP for
+# complete (on the ext4 export; CL_CKPT_EXPORTS="nfs nfsx" for xfs too).  Without safe_mr the windows are refused (6.1: EOPNOTSUPP for
 # NFS pages; the new kernel: EFAULT) and the job dies.
 . "$SAFE_MR_SRC/tests/vm/cluster/lib.sh"
 cl_mpi_env
 PROG=$SAFE_MR_BUILD/tests/mpi/win_ckpt_ompi
 SIZE=${CL_CKPT_SIZE:-256k} ROUNDS=2
-for e in nfs nfsx; do
+for e in ${CL_CKPT_EXPORTS:-nfs}; do
 	f=$VM_SHARED/$e/ckpt
 	rm -f $f
 	cl_srun_mpi $VM_OUT/job.out 120 4 -N2 -n4 --mpi=pmix -K1 $PROG --all --size $SIZE --rounds $ROUNDS --keep $f
