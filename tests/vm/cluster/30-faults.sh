@@ -46,9 +46,10 @@ on_disk() {
 	debugfs -c -R "dump ${1#$L} $2" /dev/vda > /dev/null 2>&1
 }
 ckpt() { # SBATCH-ARGS... -- WIN_CKPT-ARGS...: submit; prints the job id
+	# (--no-requeue: a batch job on a failed node is requeued by default)
 	local a=() pre=
 	while [ "$1" != -- ]; do a+=("$1"); shift; done; shift
-	sbatch --parsable -N2 -n2 "${a[@]}" --wrap "srun --mpi=pmix -K1 $PROG --size $SIZE --rounds 2 --keep $*"
+	sbatch --parsable --no-requeue -N2 -n2 "${a[@]}" --wrap "srun --mpi=pmix -K1 $PROG --size $SIZE --rounds 2 --keep $*"
 }
 verify() { # NODE FILE WIN_CKPT-VERIFY-ARGS...: 0 if every region checked is ok
 	local n=$1 f=$2 out; shift 2
@@ -102,7 +103,9 @@ if wait_for HOLD $VM_OUT/nfsrestart.out 180; then
 	sleep 25		# the hold ends at 15 s: the msync waits on the server
 	rpc.nfsd -N 3 -V 4.2 --no-udp 4
 	down=$((SECONDS - t0))
-	job_gone $j 120
+	wait_for 'RESULT|FAIL' $VM_OUT/nfsrestart.out 120
+	scancel $j	# done, or hung in MPI_Finalize (see cl_srun_mpi)
+	job_gone $j 60
 	if grep -q "fa-nfsrestart RESULT ok" $VM_OUT/nfsrestart.out && verify n2 $N/fa-nfsrestart --owner 0 --ranks 2 --rounds 2; then
 		cl_result nfs nfs-restart-safe_mr PASS "server down ${down}s during the owner's msync: msync returned 0 after it came back, every byte on the server (read by n2)"
 	elif grep -q -E 'msync.*(error|Input/output)' $VM_OUT/nfsrestart.out; then
