@@ -164,6 +164,8 @@ static int peer(const char *addr)
 	struct ibv_mr *imr, *mmr, *mr;
 	uint8_t *buf;
 
+	printf("peer: route to %s over %s\n", addr, ibv_get_device_name(id->verbs->device));
+
 	imr = ibv_reg_mr(id->pd, inf, 64, IBV_ACCESS_LOCAL_WRITE);
 	mmr = ibv_reg_mr(id->pd, msg, 64, IBV_ACCESS_LOCAL_WRITE);
 	if (!imr || !mmr)
@@ -172,7 +174,6 @@ static int peer(const char *addr)
 		die(EXIT_SETUP, "rdma_post_recv: %s", strerror(errno));
 	if (rdma_connect(id, NULL))
 		die(EXIT_SETUP, "rdma_connect %s: %s", addr, strerror(errno));
-	printf("peer: connected over %s\n", ibv_get_device_name(id->verbs->device));
 	strcpy(msg, "hello");
 	if (rdma_post_send(id, NULL, msg, 8, mmr, 0))
 		die(EXIT_SETUP, "send hello: %s", strerror(errno));
