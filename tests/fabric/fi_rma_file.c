@@ -26,7 +26,12 @@
  * raw:      plain libfabric on a NIC that pins (verbs): only reports what
  *           the disk holds at each step ("RAW <step> old|new"), asserts
  *           nothing about it; used by the VM checks to show the loss.
- * Files go to FI_TEST_DIR (default /tmp), which must not be tmpfs. */
+ * Files go to FI_TEST_DIR (default /tmp), which must not be tmpfs.
+ *
+ * Two nodes: --listen PORT runs the server only and takes the client's
+ * out-of-band connection on TCP PORT; --connect HOST:PORT runs the client
+ * only (the VM cluster's siw check).  FI_RMA_NODE is each side's own
+ * address. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -40,6 +45,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -847,6 +854,49 @@ static void client_rounds(int sock)
 	free(buf);
 }
 
+/* --listen PORT: one TCP connection from the client, as the socketpair. */
+static int oob_listen(const char *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(port)) };
+	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0), s;
+
+	if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1))
+		die("listen on TCP port %s: %s", port, strerror(errno));
+	printf("server: waiting for the client on TCP port %s\n", port);
+	s = accept(l, NULL, NULL);
+	if (s < 0)
+		die("accept: %s", strerror(errno));
+	close(l);
+	return s;
+}
+
+/* --connect HOST:PORT, retried for 30 s (the server may start later). */
+static int oob_connect(const char *hostport)
+{
+	char host[256], *colon;
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res;
+
+	snprintf(host, sizeof(host), "%s", hostport);
+	colon = strrchr(host, ':');
+	if (!colon)
+		die("--connect HOST:PORT");
+	*colon = 0;
+	if (getaddrinfo(host, colon + 1, &hints, &res))
+		die("getaddrinfo %s", hostport);
+	for (int i = 0; i < 300; i++) {
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+
+		if (s >= 0 && !connect(s, res->ai_addr, res->ai_addrlen)) {
+			freeaddrinfo(res);
+			return s;
+		}
+		close(s);
+		usleep(100000);
+	}
+	die("connect to %s: %s", hostport, strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -856,10 +906,12 @@ int main(int argc, char **argv)
 		{ "rounds", required_argument, NULL, 'n' },
 		{ "cache", required_argument, NULL, 'c' },
 		{ "self-swap", required_argument, NULL, 'w' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "connect", required_argument, NULL, 'C' },
 		{ 0 },
 	};
 	const char *ops[] = { "write", "read", "atomic", "regv", "mixed", "rereg", "overlap", "cache" };
-	const char *cache_want = NULL;
+	const char *cache_want = NULL, *listen_port = NULL, *connect_to = NULL;
 	int c, sv[2], status, rounds = 4;
 	pid_t pid;
 
@@ -905,6 +957,12 @@ int main(int argc, char **argv)
 			if (!self_swap)
 				die("--self-swap raw|libc");
 			break;
+		case 'L':
+			listen_port = optarg;
+			break;
+		case 'C':
+			connect_to = optarg;
+			break;
 		default:
 			die("usage: %s --op write|read|atomic|regv|mixed --sync close|fi_sync "
 			    "--expect shadow|noshadow|nohook|raw\n"
@@ -922,6 +980,22 @@ int main(int argc, char **argv)
 		die("--self-swap goes with --op rereg --expect nohook (no hook)");
 	if (cache_want && op < OP_REREG)
 		die("--cache goes with --op rereg|overlap|cache");
+	setvbuf(stdout, NULL, _IONBF, 0);
+	if (connect_to) {
+		int s = oob_connect(connect_to);
+
+		if (op >= OP_REREG)
+			client_rounds(s);
+		else
+			client(s);
+		printf("PASS: client op=%s\n", ops[op]);
+		return 0;
+	}
+	if (listen_port) {
+		pid = 0;
+		sv[0] = oob_listen(listen_port);
+		goto serve;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
 		die("socketpair: %s", strerror(errno));
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -937,11 +1011,12 @@ int main(int argc, char **argv)
 		exit(0);
 	}
 	close(sv[1]);
+serve:
 	if (op >= OP_REREG)
 		server_rounds(sv[0], rounds, cache_want);
 	else
 		server(sv[0]);
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+	if (pid && (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)))
 		die("client failed (status %#x)", status);
 	printf("PASS: op=%s sync=%s expect=%s provider=%s\n", ops[op],
 	       use_fi_sync ? "fi_sync" : "close",
