@@ -27,7 +27,7 @@ got=$(salloc -N2 srun hostname 2>/dev/null | sort | tr '\n' ' ')
 
 for n in n1 n2; do
 	d=$(cl_on $n ls /sys/class/infiniband | tr '\n' ' ')
-	[ "$d" = "rxe0 " ] || [ "$d" = "rxe0 siw0 " ] && cl_result - devices-$n PASS "$n: $d on eth0" || cl_result - devices-$n FAIL "$n: '$d'"
+	[ "$d" = "rxe0 siw0 " ] && cl_result - devices-$n PASS "$n: rxe0 on eth0, siw0 on eth1" || cl_result - devices-$n FAIL "$n: '$d' (want rxe0 siw0)"
 done
 
 # RoCE between the kernels: ib_write_bw server on n1, client on n2.
