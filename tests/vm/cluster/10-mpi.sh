@@ -112,7 +112,7 @@ mpi_case() {
 	p1=$(pkts)
 	load $VM_OUT/$mpi-safe.out; show "$mpi with safe_mr, both ranks own"
 	local min=$(( $(numfmt --from=iec ${SIZE^^}) / 4096 )) a b
-	read -r a b <<< "$(pkdiff "$p0" "$p1" | tr -dc '0-9 ' | awk '{print $1, $2}')"
+	read -r a b <<< "$(pkdiff "$p0" "$p1" | sed 's/n1 sent \([0-9]*\), n2 sent \([0-9]*\)/\1 \2/')"
 	for fs in $FS_ALL; do
 		for own in 0 1; do
 			v=$(verdict "$(path $fs $tag)" $own)
