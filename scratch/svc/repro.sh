@@ -14,7 +14,7 @@ as_nobody="setpriv --reuid=65534 --regid=65534 --clear-groups"
 bad=0
 checks=${*:-leak append bigslot spin stake}
 
-gcc -std=gnu11 -O1 -g -Wall -Wextra -I"$top/include" -I"$top/lib" "$top/service/safe_mrd.c" \
+gcc -std=gnu11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -I"$top/include" -I"$top/lib" "$top/service/safe_mrd.c" \
 	"$top/lib/guardcore.c" "$top/lib/hash.c" -o "$work/safe_mrd" -lpthread || exit 100
 gcc -std=gnu11 -O1 -g -Wall -Wextra "$here/hostile.c" -o "$work/hostile" || exit 100
 chmod 755 "$work/hostile"

@@ -17,6 +17,7 @@
  *  - the service stopped (SIGTERM): a client that died is still written,
  *    a live one is hung up on and guards itself (its own guardian), at
  *    once, without a call of its own. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -827,6 +828,58 @@ START_TEST(service_stop)
 }
 END_TEST
 
+/* The descriptor count of the service (its /proc/PID/fd). */
+static int service_fds(pid_t d)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)d);
+	ck_assert((dir = opendir(path)) != NULL);
+	while ((e = readdir(dir)))
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* A first message with more descriptors than it takes: the service keeps
+ * none of them once the connection is over (it used to keep the second of
+ * two: one descriptor per connection, until its table was full and it
+ * accepted no one). */
+START_TEST(first_message_fds)
+{
+	pid_t d = daemon_start(NULL, NULL);
+	int before, after = 0, p[2], pfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	ck_assert_int_ge(pfd, 0);
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	strcpy(a.sun_path, sockpath);
+	before = service_fds(d);
+	for (int i = 0; i < 50; i++) {
+		int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		struct smg_msg m;
+
+		ck_assert_int_eq(connect(s, (struct sockaddr *)&a, sizeof(a)), 0);
+		ck_assert_int_eq(smt_send(s, i % 2 ? GM_QUERY : GM_WAIT, SMD_VERSION,
+					  (int[]){ pfd, p[0] }, 2), 0);
+		ck_assert_int_gt(recv(s, &m, sizeof(m), 0), 0);
+		close(s);
+	}
+	/* The service closes each connection after its answer. */
+	for (int i = 0; i < 200 && (after = service_fds(d)) > before; i++)
+		usleep(10000);
+	ck_assert_msg(after <= before, "the service holds %d descriptors, %d before", after,
+		      before);
+	close(p[0]);
+	close(p[1]);
+	close(pfd);
+	ck_assert_int_eq(daemon_stop(d), 0);
+}
+END_TEST
+
 /* Each test its own socket (a failed one's service dies with it). */
 static void per_test(void)
 {
@@ -847,6 +900,9 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	if (getenv("SMT_ONLY") && !strcmp(getenv("SMT_ONLY"), "stop"))
 		tcase_add_test(tc, service_stop);
+	else if (getenv("SMT_ONLY") && !strcmp(getenv("SMT_ONLY"), "attack")) {
+		tcase_add_test(tc, first_message_fds);
+	}
 	else if (svc) {
 		tcase_add_test(tc, group_sigkill);
 		tcase_add_test(tc, refused_descriptors);
@@ -858,6 +914,7 @@ int main(void)
 		tcase_add_test(tc, fork_child);
 		tcase_add_test(tc, late_service);
 		tcase_add_test(tc, exec_failed);
+		tcase_add_test(tc, first_message_fds);
 	}
 	tcase_add_test(tc, pidns_init_dies);
 	if (svc)
