@@ -880,6 +880,35 @@ START_TEST(first_message_fds)
 }
 END_TEST
 
+/* O_APPEND set on the shared open file description after the service
+ * checked the descriptor: the writeback still lands at the page's offset,
+ * and never extends the file. */
+START_TEST(append_after_check)
+{
+	char path[600];
+	int state, s, fd;
+	pid_t d = daemon_start(NULL, NULL);
+	struct stat st;
+
+	fd = tu_file(4 * ps, 41, path, sizeof(path));
+	s = raw_client(&state);
+	ck_assert_int_eq(smt_send(s, GM_FILE, 1, &fd, 1), 0);
+	sync_with(s);
+	ck_assert_int_eq(lost_fds(state), 0);
+	ck_assert_int_eq(fcntl(fd, F_SETFL, O_APPEND), 0);
+	close(s);	/* died: no clean word */
+	wait_self();
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_msg(st.st_size == (off_t)(4 * ps), "the file grew to %lld bytes",
+		      (long long)st.st_size);
+	ck_assert(file_has(path, 0, "EVIL"));
+	tu_assert_file_pattern(path, ps, 3 * ps, 41);
+	close(fd);
+	close(state);
+	ck_assert_int_eq(daemon_stop(d), 0);
+}
+END_TEST
+
 /* Each test its own socket (a failed one's service dies with it). */
 static void per_test(void)
 {
@@ -902,6 +931,7 @@ int main(void)
 		tcase_add_test(tc, service_stop);
 	else if (getenv("SMT_ONLY") && !strcmp(getenv("SMT_ONLY"), "attack")) {
 		tcase_add_test(tc, first_message_fds);
+		tcase_add_test(tc, append_after_check);
 	}
 	else if (svc) {
 		tcase_add_test(tc, group_sigkill);
@@ -915,6 +945,7 @@ int main(void)
 		tcase_add_test(tc, late_service);
 		tcase_add_test(tc, exec_failed);
 		tcase_add_test(tc, first_message_fds);
+		tcase_add_test(tc, append_after_check);
 	}
 	tcase_add_test(tc, pidns_init_dies);
 	if (svc)
