@@ -313,8 +313,13 @@ static void accept_one(int lfd)
 	struct conn *k;
 	int s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
-	if (s < 0)
+	if (s < 0) {
+		/* Out of descriptors or memory: the connection stays queued and
+		 * the socket readable; without a pause the loop would spin. */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			poll(NULL, 0, 100);
 		return;
+	}
 	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &n) || !(k = calloc(1, sizeof(*k)))) {
 		close(s);
 		return;

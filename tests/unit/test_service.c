@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -909,6 +910,52 @@ START_TEST(append_after_check)
 }
 END_TEST
 
+/* The service's descriptor table is full (a client handed it as many as
+ * its limit): it waits for room instead of spinning on accept. */
+START_TEST(table_full_no_spin)
+{
+	pid_t d = daemon_start(NULL, NULL);
+	struct rlimit rl = { 64, 64 };
+	char path[600], statp[64];
+	int state, s, fd, q;
+	unsigned long long t0 = 0, t1 = 0;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, &rl, NULL), 0);
+	fd = tu_file(4 * ps, 41, path, sizeof(path));
+	s = raw_client(&state);
+	for (uint32_t i = 1; i <= 80; i++)
+		ck_assert_int_eq(smt_send(s, GM_FILE, i, &fd, 1), 0);
+	sync_with(s);
+	ck_assert_uint_gt(lost_fds(state), 0);	/* the table is full */
+	/* A connection the service cannot accept now. */
+	strcpy(a.sun_path, sockpath);
+	q = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(q, (struct sockaddr *)&a, sizeof(a)), 0);
+	snprintf(statp, sizeof(statp), "/proc/%d/stat", (int)d);
+	for (int k = 0; k < 2; k++) {
+		FILE *f = fopen(statp, "r");
+		unsigned long long ut, st;
+
+		ck_assert(f != NULL);
+		ck_assert_int_eq(fscanf(f, "%*d (%*[^)]) %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+					"%*u %llu %llu", &ut, &st), 2);
+		fclose(f);
+		*(k ? &t1 : &t0) = ut + st;
+		if (!k)
+			sleep(1);
+	}
+	/* A spinning accept loop takes about 100 ticks a second. */
+	ck_assert_msg(t1 - t0 < 10, "the service used %llu ticks in 1 s", t1 - t0);
+	close(q);
+	close(s);
+	wait_self();
+	close(fd);
+	close(state);
+	ck_assert_int_eq(daemon_stop(d), 0);
+}
+END_TEST
+
 /* Each test its own socket (a failed one's service dies with it). */
 static void per_test(void)
 {
@@ -932,6 +979,7 @@ int main(void)
 	else if (getenv("SMT_ONLY") && !strcmp(getenv("SMT_ONLY"), "attack")) {
 		tcase_add_test(tc, first_message_fds);
 		tcase_add_test(tc, append_after_check);
+		tcase_add_test(tc, table_full_no_spin);
 	}
 	else if (svc) {
 		tcase_add_test(tc, group_sigkill);
@@ -946,6 +994,7 @@ int main(void)
 		tcase_add_test(tc, exec_failed);
 		tcase_add_test(tc, first_message_fds);
 		tcase_add_test(tc, append_after_check);
+		tcase_add_test(tc, table_full_no_spin);
 	}
 	tcase_add_test(tc, pidns_init_dies);
 	if (svc)
