@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -236,10 +237,34 @@ int smg_core_receive(struct smg_core *c, uint32_t *type)
 	return 1;
 }
 
+#ifndef RWF_NOAPPEND
+#define RWF_NOAPPEND 0x00000020	/* Linux 6.9 */
+#endif
+
+/* pwrite at off even if O_APPEND was set after file_refused looked: the
+ * client shares the open file description and can set it with F_SETFL, and
+ * pwrite would then append (past the end of file and past the client's own
+ * RLIMIT_FSIZE, which is not ours).  Before 6.9 the flag is refused: check
+ * it ourselves (a race with the client is left there). */
+static ssize_t pwrite_at(int fd, const void *buf, size_t len, off_t off)
+{
+	struct iovec iov = { (void *)buf, len };
+	ssize_t r = pwritev2(fd, &iov, 1, off, RWF_NOAPPEND);
+	int fl;
+
+	if (r >= 0 || errno != EOPNOTSUPP)
+		return r;
+	if ((fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_APPEND)) {
+		errno = fl < 0 ? errno : EBADF;
+		return -1;
+	}
+	return pwrite(fd, buf, len, off);
+}
+
 static int write_full(int fd, const uint8_t *buf, size_t len, off_t off)
 {
 	while (len) {
-		ssize_t r = pwrite(fd, buf, len, off);
+		ssize_t r = pwrite_at(fd, buf, len, off);
 
 		if (r < 0 && errno == EINTR)
 			continue;

@@ -129,13 +129,22 @@ static bool first_message(int s, struct smg_msg *m, int *fd)
 	do
 		r = recvmsg(s, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (r < 0 && errno == EINTR);
+	/* A failed recvmsg leaves the control buffer as it was: unread. */
+	if (r < 0)
+		return false;
+	/* The buffer holds two descriptors (CMSG_SPACE rounds up): keep the
+	 * first, close every other one, or each connection leaks one. */
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-		    cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
-			if (*fd >= 0)
-				close(*fd);
-			memcpy(fd, CMSG_DATA(cm), sizeof(int));
-		}
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+			for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+				int x;
+
+				memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+				if (*fd < 0)
+					*fd = x;
+				else
+					close(x);
+			}
 	return r == sizeof(*m) && !(mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC));
 }
 
@@ -304,8 +313,13 @@ static void accept_one(int lfd)
 	struct conn *k;
 	int s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
-	if (s < 0)
+	if (s < 0) {
+		/* Out of descriptors or memory: the connection stays queued and
+		 * the socket readable; without a pause the loop would spin. */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			poll(NULL, 0, 100);
 		return;
+	}
 	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &n) || !(k = calloc(1, sizeof(*k)))) {
 		close(s);
 		return;

@@ -17,6 +17,7 @@
  *  - the service stopped (SIGTERM): a client that died is still written,
  *    a live one is hung up on and guards itself (its own guardian), at
  *    once, without a call of its own. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -827,6 +829,133 @@ START_TEST(service_stop)
 }
 END_TEST
 
+/* The descriptor count of the service (its /proc/PID/fd). */
+static int service_fds(pid_t d)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)d);
+	ck_assert((dir = opendir(path)) != NULL);
+	while ((e = readdir(dir)))
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* A first message with more descriptors than it takes: the service keeps
+ * none of them once the connection is over (it used to keep the second of
+ * two: one descriptor per connection, until its table was full and it
+ * accepted no one). */
+START_TEST(first_message_fds)
+{
+	pid_t d = daemon_start(NULL, NULL);
+	int before, after = 0, p[2], pfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	ck_assert_int_ge(pfd, 0);
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	strcpy(a.sun_path, sockpath);
+	before = service_fds(d);
+	for (int i = 0; i < 50; i++) {
+		int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		struct smg_msg m;
+
+		ck_assert_int_eq(connect(s, (struct sockaddr *)&a, sizeof(a)), 0);
+		ck_assert_int_eq(smt_send(s, i % 2 ? GM_QUERY : GM_WAIT, SMD_VERSION,
+					  (int[]){ pfd, p[0] }, 2), 0);
+		ck_assert_int_gt(recv(s, &m, sizeof(m), 0), 0);
+		close(s);
+	}
+	/* The service closes each connection after its answer. */
+	for (int i = 0; i < 200 && (after = service_fds(d)) > before; i++)
+		usleep(10000);
+	ck_assert_msg(after <= before, "the service holds %d descriptors, %d before", after,
+		      before);
+	close(p[0]);
+	close(p[1]);
+	close(pfd);
+	ck_assert_int_eq(daemon_stop(d), 0);
+}
+END_TEST
+
+/* O_APPEND set on the shared open file description after the service
+ * checked the descriptor: the writeback still lands at the page's offset,
+ * and never extends the file. */
+START_TEST(append_after_check)
+{
+	char path[600];
+	int state, s, fd;
+	pid_t d = daemon_start(NULL, NULL);
+	struct stat st;
+
+	fd = tu_file(4 * ps, 41, path, sizeof(path));
+	s = raw_client(&state);
+	ck_assert_int_eq(smt_send(s, GM_FILE, 1, &fd, 1), 0);
+	sync_with(s);
+	ck_assert_int_eq(lost_fds(state), 0);
+	ck_assert_int_eq(fcntl(fd, F_SETFL, O_APPEND), 0);
+	close(s);	/* died: no clean word */
+	wait_self();
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_msg(st.st_size == (off_t)(4 * ps), "the file grew to %lld bytes",
+		      (long long)st.st_size);
+	ck_assert(file_has(path, 0, "EVIL"));
+	tu_assert_file_pattern(path, ps, 3 * ps, 41);
+	close(fd);
+	close(state);
+	ck_assert_int_eq(daemon_stop(d), 0);
+}
+END_TEST
+
+/* The service's descriptor table is full (a client handed it as many as
+ * its limit): it waits for room instead of spinning on accept. */
+START_TEST(table_full_no_spin)
+{
+	pid_t d = daemon_start(NULL, NULL);
+	struct rlimit rl = { 64, 64 };
+	char path[600], statp[64];
+	int state, s, fd, q;
+	unsigned long long t0 = 0, t1 = 0;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, &rl, NULL), 0);
+	fd = tu_file(4 * ps, 41, path, sizeof(path));
+	s = raw_client(&state);
+	for (uint32_t i = 1; i <= 80; i++)
+		ck_assert_int_eq(smt_send(s, GM_FILE, i, &fd, 1), 0);
+	sync_with(s);
+	ck_assert_uint_gt(lost_fds(state), 0);	/* the table is full */
+	/* A connection the service cannot accept now. */
+	strcpy(a.sun_path, sockpath);
+	q = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(q, (struct sockaddr *)&a, sizeof(a)), 0);
+	snprintf(statp, sizeof(statp), "/proc/%d/stat", (int)d);
+	for (int k = 0; k < 2; k++) {
+		FILE *f = fopen(statp, "r");
+		unsigned long long ut, st;
+
+		ck_assert(f != NULL);
+		ck_assert_int_eq(fscanf(f, "%*d (%*[^)]) %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+					"%*u %llu %llu", &ut, &st), 2);
+		fclose(f);
+		*(k ? &t1 : &t0) = ut + st;
+		if (!k)
+			sleep(1);
+	}
+	/* A spinning accept loop takes about 100 ticks a second. */
+	ck_assert_msg(t1 - t0 < 10, "the service used %llu ticks in 1 s", t1 - t0);
+	close(q);
+	close(s);
+	wait_self();
+	close(fd);
+	close(state);
+	ck_assert_int_eq(daemon_stop(d), 0);
+}
+END_TEST
+
 /* Each test its own socket (a failed one's service dies with it). */
 static void per_test(void)
 {
@@ -847,6 +976,11 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	if (getenv("SMT_ONLY") && !strcmp(getenv("SMT_ONLY"), "stop"))
 		tcase_add_test(tc, service_stop);
+	else if (getenv("SMT_ONLY") && !strcmp(getenv("SMT_ONLY"), "attack")) {
+		tcase_add_test(tc, first_message_fds);
+		tcase_add_test(tc, append_after_check);
+		tcase_add_test(tc, table_full_no_spin);
+	}
 	else if (svc) {
 		tcase_add_test(tc, group_sigkill);
 		tcase_add_test(tc, refused_descriptors);
@@ -858,6 +992,9 @@ int main(void)
 		tcase_add_test(tc, fork_child);
 		tcase_add_test(tc, late_service);
 		tcase_add_test(tc, exec_failed);
+		tcase_add_test(tc, first_message_fds);
+		tcase_add_test(tc, append_after_check);
+		tcase_add_test(tc, table_full_no_spin);
 	}
 	tcase_add_test(tc, pidns_init_dies);
 	if (svc)
