@@ -14,6 +14,17 @@ cl_result() {
 	[ "$r" = PASS ] || VM_FAILS=$((VM_FAILS + 1))
 }
 cl_exit() { exit $((VM_FAILS > 0)); }
+# cl_known BUG FS CASE OK(0|1) DETAIL...: a case that fails because of a
+# known, open bug: XFAIL while it fails, and FAIL (XPASS) once it passes,
+# so that the bug's note is updated (meson's should_fail, per case).
+cl_known() {
+	local bug=$1 fs=$2 case=$3 ok=$4; shift 4
+	if [ "$ok" = 0 ]; then
+		cl_result "$fs" "$case" FAIL "XPASS: passes now; update the known bug ($bug): $*"
+	else
+		echo "VMRESULT $VM_CHECK ${CL_KERNEL:-$VM_KERNEL} $fs $case XFAIL $bug: $*"
+	fi
+}
 
 # cl_on NODE CMD...: run CMD on NODE (n1 runs it here) as a one-task step.
 cl_on() {
