@@ -32,7 +32,13 @@ cl_mpi_env
 d=$VM_SHARED/nfs/example
 rm -rf $d
 j=$(cd "$SAFE_MR_SRC" && sbatch --parsable -N2 -n2 -o $VM_OUT/example.out examples/slurm/checkpoint.sbatch $d)
-for i in $(seq 240); do squeue -h -j $j 2>/dev/null | grep -q . || break; sleep 1; done
+# Its verdict, then the job is done: Open MPI's ranks on the two kernels
+# may spin in MPI_Finalize afterwards (see cl_srun_mpi).
+for i in $(seq 240); do
+	squeue -h -j $j 2>/dev/null | grep -q . || break
+	grep -q -E '^mpi4py_memmap_put: .* RESULT ' $VM_OUT/example.out 2>/dev/null && { sleep 5; scancel $j; break; }
+	sleep 1
+done
 out=$(cat $VM_OUT/example.out)
 echo "$out" | sed 's/^/  /'
 if echo "$out" | grep -q 'batch script: safe_mr loaded' && echo "$out" | grep -q '^mpi4py_memmap_put: .* RESULT ok'; then
