@@ -92,7 +92,7 @@ mpi_case() {
 		CL_KERNEL=$K2 cl_result nfs $mpi-without FAIL "want the window refused (EFAULT), rc=$rc: $(why)"
 	fi
 	# The other filesystems on the new kernel: one page registered there.
-	got=$(cl_on n2 bash -c "for fs in $FS_ALL; do d=\$(dirname $(path xfs x)); case \$fs in nfs|nfsx) d=$VM_SHARED/\$fs ;; *) d=$VM_LOCAL/\$fs ;; esac; cd \$d && echo \"\$fs \$($SAFE_MR_BUILD/tools/safe_mr-info --no-fabric 2>&1 | grep -m1 -E 'registration of (a shared file mapping|an fsdax file)')\"; done" 2>&1)
+	got=$(cl_on n2 bash -c "for fs in $FS_ALL; do case \$fs in nfs|nfsx) d=$VM_SHARED/\$fs ;; *) d=$VM_LOCAL/\$fs ;; esac; cd \$d && echo \"\$fs \$($SAFE_MR_BUILD/tools/safe_mr-info --no-fabric 2>&1 | grep -m1 -E 'registration of (a shared file mapping|an fsdax file)')\"; done" 2>&1)
 	for fs in nfsx ext4 xfs btrfs dax; do
 		local line=$(echo "$got" | grep "^$fs ")
 		# fsdax: a plain registration gets EFAULT on this kernel (the
