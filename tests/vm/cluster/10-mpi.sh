@@ -136,7 +136,8 @@ mpi_case() {
 				# the guardian is not the cause (same with it off), the
 				# local filesystems are right.
 				[ "$(echo "$got" | grep -c ' VERIFY ok')" = 2 ]
-				cl_known "MPICH-NFS-late-page" $fs $mpi-read-$n $? "$n: $(echo "$got" | grep -v '^srun' | tr '\n' ' ')"
+				cl_known "MPICH-NFS-late-page" $fs $mpi-read-$n $? "$n: $(echo "$got" | grep -v '^srun' | tr '\n' ' ')" \
+					"$(echo "$out" | grep -F "$(path $fs $tag) AFTER_FINALIZE" | sed 's/^win_ckpt: [^ ]* //' | tr '\n' ' ')"
 			elif [ "$(echo "$got" | grep -c ' VERIFY ok')" = 2 ]; then
 				cl_result $fs $mpi-read-$n PASS "after the job $n reads both ranks' NIC bytes from the NFS file"
 			else
