@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# vm-kernel: new (one kernel is enough here; the other and the cluster cover the rest: guest-init)
 # Real clients nobody here wrote: perftest's ib_write_bw, ib_read_bw and
 # ib_atomic_bw, server with --mmap=FILE (a MAP_SHARED file mapping) on each
 # filesystem, with and without safe_mr, client on anonymous memory, both on

@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# vm-kernel: host (one kernel is enough here; the other and the cluster cover the rest: guest-init)
 # Real I/O errors (a failed flush must keep every NIC byte): ext4, xfs and
 # btrfs on a device-mapper device that starts failing writes.  The NIC RDMA-WRITEs a shadowed file mapping
 # (LD_PRELOAD, and the linked API), the device switches to dm-flakey

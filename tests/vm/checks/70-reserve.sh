@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# vm-kernel: host (one kernel is enough here; the other and the cluster cover the rest: guest-init)
 # ENOSPC before the NIC writes (SAFE_MR_RESERVE, README "Coherence model"),
 # on small ext4, xfs and btrfs loop images made here (tests/vm/resv_write.c,
 # a real RC RDMA WRITE over rxe0, 1 MiB sparse file):

@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# vm-kernel: new (one kernel is enough here; the other and the cluster cover the rest: guest-init)
 # Memory: a registration shadows the whole region (anonymous memory as big
 # as the region, beside the file's page cache), so a job in a memory cgroup
 # must not be pushed over its limit by it.  Under a cgroup v2 memory.max of

@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# vm-kernel: new (one kernel is enough here; the other and the cluster cover the rest: guest-init)
 # blockd + several blockc clients over Soft-RoCE on every filesystem: each
 # client RDMA-writes verifiable blocks, commits them (durable), reads them
 # back with RDMA READ; then the ACK log is checked against the file.
