@@ -2,7 +2,7 @@
 /* ckpt_bench: the MPI checkpoint loop a user writes, timed two ways, in one
  * two-rank job (an ordinary MPI program: it knows nothing of safe_mr).
  *
- *   ckpt_bench --dir DIR [--sizes 1M,64M,256M] [--rounds 9,5,3] [--warmup N]
+ *   ckpt_bench --dir DIR [--sizes 1M,64M,256M] [--rounds 9,4,2] [--warmup 1,0,0]
  *
  * Rank 0 is the origin, rank 1 owns the windows.  Per size, rank 1 exposes
  * two windows of that size:
@@ -18,7 +18,8 @@
  * rank 1, fence, rank 0 MPI_Puts the whole window (every page changes:
  * each checkpoint has its own contents), fence, rank 1's sync, clock
  * stops.  The variants alternate (ABAB..., the first of each pair
- * alternating too); the first --warmup checkpoints of each are not timed.
+ * alternating too); the first --warmup checkpoints of each are not timed
+ * (per size, or one number for all).
  * After every checkpoint, untimed, rank 1 reads the file with O_DIRECT
  * and compares every word: a wrong file ends the job with a FAIL line.
  *
@@ -195,7 +196,7 @@ int main(int argc, char **argv)
 {
 	const char *dir = NULL;
 	size_t sizes[8] = { 1 << 20, 64 << 20, 256 << 20 };
-	int rounds[8] = { 9, 5, 3 }, nsizes = 3, nrounds = 3, warmup = 1, nranks;
+	int rounds[8] = { 9, 4, 2 }, warmups[8] = { 1, 0, 0 }, nsizes = 3, nrounds = 3, nwarm = 3, nranks;
 	const size_t buflen = 4 << 20;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -227,16 +228,26 @@ int main(int argc, char **argv)
 			if (*end)
 				die("bad --rounds %s", argv[a]);
 		} else if (a + 1 < argc && !strcmp(argv[a], "--warmup")) {
-			warmup = atoi(argv[++a]);
+			end = argv[++a];
+			for (nwarm = 0; *end && nwarm < 8; nwarm++) {
+				warmups[nwarm] = (int)strtol(end, &end, 10);
+				if (*end == ',')
+					end++;
+			}
+			if (*end)
+				die("bad --warmup %s", argv[a]);
 		} else {
-			die("usage: ckpt_bench --dir DIR [--sizes 1M,64M,256M] [--rounds 9,5,3] [--warmup N]");
+			die("usage: ckpt_bench --dir DIR [--sizes 1M,64M,256M] [--rounds 9,4,2] [--warmup 1,0,0]");
 		}
 	}
-	if (!dir || nranks != 2 || nrounds != nsizes || warmup < 0)
-		die("needs --dir, 2 ranks, as many --rounds as --sizes");
+	if (nwarm == 1)
+		for (int s = 1; s < nsizes; s++)
+			warmups[s] = warmups[0];
+	if (!dir || nranks != 2 || nrounds != nsizes || (nwarm != 1 && nwarm != nsizes))
+		die("needs --dir, 2 ranks, as many --rounds (and --warmup, or one) as --sizes");
 	for (int s = 0; s < nsizes; s++)
-		if (!sizes[s] || sizes[s] % 4096 || sizes[s] > (size_t)1 << 30 || rounds[s] < 1)
-			die("sizes: multiples of 4 KiB up to 1 GiB; rounds >= 1");
+		if (!sizes[s] || sizes[s] % 4096 || sizes[s] > (size_t)1 << 30 || rounds[s] < 1 || warmups[s] < 0)
+			die("sizes: multiples of 4 KiB up to 1 GiB; rounds >= 1, warmup >= 0");
 	if (rank == 1) {
 		struct statfs sf;
 
@@ -251,7 +262,7 @@ int main(int argc, char **argv)
 
 	for (int s = 0; s < nsizes; s++) {
 		size_t size = sizes[s], nw = size / 8;
-		int n = warmup + rounds[s];
+		int warmup = warmups[s], n = warmup + rounds[s];
 		struct win w[NVAR] = { 0 };
 		double create_ns[NVAR] = { 0 };
 		uint64_t *src = NULL;
