@@ -60,7 +60,8 @@ snap() { echo "$(cnt $VM_PAIR_RXE_A sent_pkts) $(cnt $VM_PAIR_RXE_B sent_pkts) $
 
 # job MPI PRELOAD PROG ARGS...: one two-rank job, rank 0 on srxa and
 # rank 1 on srxb; sets out, rc, pk (packets sent by srxa, srxb).  PRELOAD
-# is the library or "-"; extra rank environment in JOB_ENV (NAME=VALUE...).
+# is the library or "-"; extra rank environment in JOB_ENV (NAME=VALUE...);
+# JOB_TIMEOUT: seconds (240).
 job() {
 	local mpi=$1 pre=$2 a0 a1 b0 b1 e envs=(); shift 2
 	[ "$pre" != - ] && envs+=("LD_PRELOAD=$pre")
@@ -70,7 +71,7 @@ job() {
 	ompi)
 		local x=() v
 		for v in "${envs[@]}"; do x+=(-x "$v"); done
-		out=$(timeout 240 mpirun.openmpi --oversubscribe --bind-to none \
+		out=$(timeout ${JOB_TIMEOUT:-240} mpirun.openmpi --oversubscribe --bind-to none \
 			--mca pml ucx --mca osc ucx --mca btl self \
 			--mca pml_ucx_devices "$VM_PAIR_RXE_A,$VM_PAIR_RXE_B" \
 			-np 1 "${x[@]}" -x UCX_NET_DEVICES=$DEV_A "$@" : \
@@ -78,7 +79,7 @@ job() {
 	mpich)
 		local x=() v
 		for v in "${envs[@]}"; do x+=(-env "${v%%=*}" "${v#*=}"); done
-		out=$(timeout 240 mpiexec.mpich -hosts localhost \
+		out=$(timeout ${JOB_TIMEOUT:-240} mpiexec.mpich -hosts localhost \
 			-n 1 "${x[@]}" -env UCX_NET_DEVICES $DEV_A "$@" : \
 			-n 1 "${x[@]}" -env UCX_NET_DEVICES $DEV_B "$@" 2>&1) ;;
 	esac
