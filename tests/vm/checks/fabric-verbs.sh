@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# vm-kernel: host (one kernel is enough here; the other and the cluster cover the rest: guest-init)
 # The libfabric hook over real RDMA: tests/fabric's fi_rma_file over
 # FI_PROVIDER='verbs;ofi_rxm' on Soft-RoCE, on every filesystem.
 #

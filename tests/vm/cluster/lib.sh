@@ -41,7 +41,7 @@ cl_kernel() { cl_on $1 uname -r; }
 # between the 6.1 and the new kernel's rxe sometimes never leave
 # MPI_Finalize (a rank spins in UCX's teardown after the other left; seen
 # with and without safe_mr): once all NRANKS said "entering MPI_Finalize"
-# (tests/mpi/win_ckpt.c), the step gets 20 s, then it is cancelled and the
+# (tests/mpi/win_ckpt.c), the step gets 10 s, then it is cancelled and the
 # status is "rc=finalize-hang".  Everything the check judges was printed
 # before.
 cl_srun_mpi() {
@@ -51,7 +51,7 @@ cl_srun_mpi() {
 	for i in $(seq $((lim * 2))); do
 		kill -0 $pid 2>/dev/null || break
 		if [ -z "$fin" ] && [ "$(grep -c 'entering MPI_Finalize' $o)" -ge $n ]; then fin=$i; fi
-		if [ -n "$fin" ] && [ $((i - fin)) -ge 40 ]; then
+		if [ -n "$fin" ] && [ $((i - fin)) -ge 20 ]; then
 			kill -TERM $pid; sleep 1; kill -TERM $pid 2>/dev/null
 			wait $pid 2>/dev/null; echo "rc=finalize-hang" >> $o; return 0
 		fi
