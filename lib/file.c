@@ -16,6 +16,7 @@
 #include "file.h"
 #include "fsfacts.h"
 #include "guard.h"
+#include "shadow.h"
 
 static struct sm_file *files;	/* all of them (fork child) */
 static struct sm_hmap by_id;	/* and by (dev, ino) */
@@ -54,11 +55,21 @@ int sm_file_known_reentered(dev_t dev, ino_t ino)
 	return 0;
 }
 
+static size_t fp_bytes(size_t win_len)
+{
+	return sm_page_up(win_len / sm_page_size * sizeof(struct sm_fpage));
+}
+
 void sm_file_put(struct sm_file *f)
 {
 	if (--f->refs)
 		return;
 	sm_guard_file_gone(f);
+	if (f->win_len) {
+		sm_arena_free(f->win_off, f->win_len);
+		sm_guard_window_gone((uint64_t)f->win_off, f->win_len);
+		sm_sys_munmap(f->fp, fp_bytes(f->win_len));
+	}
 	sm_hmap_remove(&by_id, &f->hnode);
 	if (f->prev)
 		f->prev->next = f->next;
@@ -68,6 +79,41 @@ void sm_file_put(struct sm_file *f)
 		f->next->prev = f->prev;
 	close(f->fd);
 	free(f);
+}
+
+/* Windows: file offsets up to twice the larger of the file's size and the
+ * offset asked for, a power of two, 2 MiB at least (the arena and the page
+ * records are sparse: address space only).  A mapping past the window
+ * later gets an extent of its own (shadow.c), coherent with nothing. */
+#define WIN_MIN ((size_t)2 << 20)
+#define WIN_MAX ((size_t)1 << 40)
+
+int sm_file_window(struct sm_file *f, off_t end)
+{
+	size_t want = WIN_MIN;
+	off_t top = end > f->eof_seen ? end : f->eof_seen;
+	void *fp;
+	int err;
+
+	if (f->win_len)
+		return (size_t)end <= f->win_len ? 0 : EFBIG;
+	while (want < WIN_MAX && (off_t)want < 2 * top)
+		want *= 2;
+	if ((off_t)want < top)
+		return EFBIG;
+	/* Zero pages on demand, given back with the window. */
+	fp = sm_sys_mmap(NULL, fp_bytes(want), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (fp == MAP_FAILED)
+		return errno;
+	err = sm_arena_alloc(want, &f->win_off);
+	if (err) {
+		sm_sys_munmap(fp, fp_bytes(want));
+		return err;
+	}
+	f->fp = fp;
+	f->win_len = want;
+	return 0;
 }
 
 void sm_file_renew(struct sm_file *f)
@@ -208,6 +254,9 @@ static int classify_new(const struct sm_vma *v, bool write, enum sm_backing *kin
 		f->dax = sm_fd_is_dax(fd);
 		f->fs_magic = (long)sfs.f_type;
 		f->eof_seen = st.st_size;
+		f->map_ino = v->inode;
+		f->map_major = v->dev_major;
+		f->map_minor = v->dev_minor;
 		f->next = files;
 		if (files)
 			files->prev = f;
@@ -265,6 +314,8 @@ void sm_file_reset(void)
 
 		files = f->next;
 		close(f->fd);
+		if (f->win_len)
+			sm_sys_munmap(f->fp, fp_bytes(f->win_len));
 		free(f);
 	}
 	sm_hmap_reset(&by_id);
