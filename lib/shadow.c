@@ -1028,14 +1028,30 @@ static void shadow_other(struct sm_vma *p, struct sm_file *f)
 	struct sm_chunk *c = NULL;
 	int err;
 
-	if (sm_chunk_first_in(p->start, p->end))
-		return;
+	/* Chunks there whose pages there are gone do not count: a chunk
+	 * lives on while any of its pages does. */
+	for (struct sm_chunk *o = sm_chunk_first_in(p->start, p->end); o;
+	     o = sm_chunk_next_in(o, p->start, p->end)) {
+		size_t first, count;
+
+		if (sm_chunk_clip(o, p->start, p->end, &first, &count))
+			for (size_t i = first; i < first + count; i++)
+				if (o->pg[i].state != PG_NONE)
+					return;
+	}
 	/* Our own keepers (the file mappings moved aside) are not the
 	 * application's mappings. */
-	for (struct sm_chunk *c = f->chunks; c; c = c->f_next)
-		if (c->keeper && p->start < (uintptr_t)c->keeper + c->npages * sm_page_size &&
-		    (uintptr_t)c->keeper < p->end)
-			return;
+	for (struct sm_chunk *c = f->chunks; c; c = c->f_next) {
+		uintptr_t k = (uintptr_t)c->keeper;
+
+		if (!c->keeper || p->end <= k || k + c->npages * sm_page_size <= p->start)
+			continue;
+		/* Only the pages it still holds: the others went home. */
+		for (size_t i = 0; i < c->npages; i++)
+			if (c->pg[i].kept && k + i * sm_page_size >= p->start &&
+			    k + i * sm_page_size < p->end)
+				return;
+	}
 	err = sm_file_classify(p, (p->prot & PROT_WRITE) != 0, &kind, &g);
 	if (err || kind != SM_BACK_FILE)
 		return;
@@ -1083,6 +1099,8 @@ static void shadow_others(struct sm_hold *h)
 			p.start = v[k].start + (uintptr_t)(lo - vlo);
 			p.end = v[k].start + (uintptr_t)(hi - vlo);
 			p.offset = lo;
+			sm_debug("other mapping of inode %llu at %#lx-%#lx", (unsigned long long)f->ino,
+				 (unsigned long)p.start, (unsigned long)p.end);
 			shadow_other(&p, f);
 		}
 	}
