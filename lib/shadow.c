@@ -863,12 +863,15 @@ static int restore_file(struct sm_file *f)
 	int first_err = 0;
 
 	f->refs++;	/* its last chunk may go meanwhile */
-	for (c = f->chunks; c; c = c->f_next) {
-		int err = restore_unreferenced(c);
+	/* Twice: a detached page is finished only once the mapped pages of
+	 * the same file page (in chunks later in the list) were written. */
+	for (int pass = 0; pass < 2; pass++)
+		for (c = f->chunks; c; c = c->f_next) {
+			int err = restore_unreferenced(c);
 
-		if (err && !first_err)
-			first_err = err;
-	}
+			if (err && !first_err)
+				first_err = err;
+		}
 	for (c = f->chunks; c; c = next) {
 		next = c->f_next;
 		sm_chunk_maybe_free(c);
@@ -1028,17 +1031,9 @@ static void shadow_other(struct sm_vma *p, struct sm_file *f)
 	struct sm_chunk *c = NULL;
 	int err;
 
-	/* Chunks there whose pages there are gone do not count: a chunk
-	 * lives on while any of its pages does. */
-	for (struct sm_chunk *o = sm_chunk_first_in(p->start, p->end); o;
-	     o = sm_chunk_next_in(o, p->start, p->end)) {
-		size_t first, count;
-
-		if (sm_chunk_clip(o, p->start, p->end, &first, &count))
-			for (size_t i = first; i < first + count; i++)
-				if (o->pg[i].state != PG_NONE)
-					return;
-	}
+	/* p is the file's own mapping: chunk pages that claim the address
+	 * are not there (detach_stale). */
+	detach_stale(p->start, p->end);
 	/* Our own keepers (the file mappings moved aside) are not the
 	 * application's mappings. */
 	for (struct sm_chunk *c = f->chunks; c; c = c->f_next) {
