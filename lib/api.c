@@ -20,11 +20,6 @@ SM_EXPORT int safe_mr_sync_all(unsigned int flags)
 	err = sm_sync_everything(flags & SAFE_MR_SYNC_DURABLE ? SM_WB_DURABLE : 0);
 	if (!err)
 		sm_hold_reap();
-	if (atomic_load(&sm_ninherited)) {
-		int e = sm_inherit_sync_file(0, 0, flags & SAFE_MR_SYNC_DURABLE, true);
-
-		err = err ? err : e;
-	}
 	sm_lock_drop();
 	return err;
 }

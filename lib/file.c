@@ -101,11 +101,9 @@ int sm_file_window(struct sm_file *f, off_t end)
 		want *= 2;
 	if ((off_t)want < top)
 		return EFBIG;
-	/* Zero pages on demand, given back with the window.  Shared memory:
-	 * a fork child that keeps the shadows writes back with the same
-	 * hashes (inherit.c). */
+	/* Zero pages on demand, given back with the window. */
 	fp = sm_sys_mmap(NULL, fp_bytes(want), PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (fp == MAP_FAILED)
 		return errno;
 	err = sm_arena_alloc(want, &f->win_off);
@@ -316,8 +314,8 @@ void sm_file_reset(void)
 
 		files = f->next;
 		close(f->fd);
-		/* A window's page records stay mapped: a fork child shares
-		 * them with its parent (inherit.c). */
+		if (f->win_len)
+			sm_sys_munmap(f->fp, fp_bytes(f->win_len));
 		free(f);
 	}
 	sm_hmap_reset(&by_id);

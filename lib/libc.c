@@ -79,27 +79,6 @@ static inline bool any_shadow(void)
 	return atomic_load_explicit(&sm_nchunks, memory_order_acquire) != 0;
 }
 
-/* A fork child's share of its parent's shadows (inherit.c): written back
- * at the child's own sync points; before an munmap or mremap, while the
- * pages are still there to be read. */
-static inline bool any_inherited(void)
-{
-	return atomic_load_explicit(&sm_ninherited, memory_order_relaxed) != 0;
-}
-
-static int inherited_range(void *addr, size_t length, bool durable)
-{
-	uintptr_t a = (uintptr_t)addr;
-	int err;
-
-	if (!any_inherited() || sm_reentered() || !length || a + length < a)
-		return 0;
-	sm_lock_take();
-	err = sm_inherit_sync_range(sm_page_down(a), sm_page_up(a + length), durable);
-	sm_lock_drop();
-	return err;
-}
-
 /* Re-entered from a signal handler (the interrupted code is frozen, so the
  * registry can be read, not changed): does [s, e) hold shadow pages?  If
  * the handler interrupted a change of the index itself (a few stores) it
@@ -133,11 +112,6 @@ SM_EXPORT int safe_mr_msync(void *addr, size_t length, int flags)
 			sm_hold_reap();
 		sm_lock_drop();
 	}
-	{
-		int e = inherited_range(addr, length, flags & MS_SYNC);
-
-		err = err ? err : e;
-	}
 	/* The real msync still runs: it handles the unshadowed part and
 	 * reports ENOMEM/EINVAL for bad ranges as usual. */
 	ret = real_msync(addr, length, flags);
@@ -156,21 +130,8 @@ static int sync_fd(int fd, int (*real)(int))
 	struct sm_file *f = NULL;
 	int err = 0, ret;
 
-	if (any_inherited() && !sm_reentered() && fstat(fd, &st) == 0) {
-		sm_lock_take();
-		err = sm_inherit_sync_file(st.st_dev, st.st_ino, false, false);
-		sm_lock_drop();
-	}
-	if (!any_shadow() || fstat(fd, &st)) {
-		ret = real(fd);
-		if (ret)
-			return ret;
-		if (err) {
-			errno = err;
-			return -1;
-		}
-		return 0;
-	}
+	if (!any_shadow() || fstat(fd, &st))
+		return real(fd);
 	if (sm_reentered()) {
 		ret = real(fd);
 		if (ret == 0 && sm_file_known_reentered(st.st_dev, st.st_ino)) {
@@ -183,11 +144,9 @@ static int sync_fd(int fd, int (*real)(int))
 	f = sm_file_lookup(st.st_dev, st.st_ino);
 	/* Lazy writes; the real call below makes them durable. */
 	if (f) {
-		int e = sm_sync_file(f, 0);
-
-		if (!e)
+		err = sm_sync_file(f, 0);
+		if (!err)
 			sm_hold_reap();
-		err = err ? err : e;
 	}
 	sm_lock_drop();
 	ret = real(fd);
@@ -244,9 +203,6 @@ SM_EXPORT int safe_mr_munmap(void *addr, size_t length)
 	/* The real call runs outside the engine lock: memory hooks behind it
 	 * (UCX, libfabric, Open MPI) may call back into verbs.  A registration
 	 * racing it at the same address finds the VMA changed (detach_stale). */
-	if (inherited_range(addr, length, false))
-		sm_error("munmap: a fork child's stores to its parent's shadow could not be "
-			 "written back");
 	ret = real_munmap(addr, length);
 	if (ret || !any_shadow() || sm_reentered() || !length || a + length < a ||
 	    sm_quiet_range(sm_page_down(a), sm_page_up(a + length)))
@@ -265,9 +221,6 @@ SM_EXPORT void *safe_mr_mremap(void *old_address, size_t old_size, size_t new_si
 	uintptr_t a = (uintptr_t)old_address;
 	void *ret;
 
-	if (inherited_range(old_address, old_size, false))
-		sm_error("mremap: a fork child's stores to its parent's shadow could not be "
-			 "written back");
 	/* The engine's own moves (restoring a file mapping) come back here
 	 * through the preload library: they are the real thing. */
 	if (!any_shadow() || sm_reentered() || !old_size || a + old_size < a)

@@ -91,9 +91,8 @@ static void flusher_stop(void)
 
 static bool fork_locked;
 
-/* Before fork: shadow contents go to the page cache, so that a child
- * reading the file (not through the shadows it shares) sees what they
- * held. */
+/* Before fork: shadow contents go to the page cache, so the child, which
+ * gets the file mappings back, sees what the parent's shadows held. */
 static void fork_prepare(void)
 {
 	/* A fork from a signal handler that interrupted the engine in this
@@ -111,31 +110,16 @@ static void fork_prepare(void)
 	}
 }
 
-/* The child shares the shadow memory (a MAP_SHARED memfd): its stores
- * reach our shadows, and so the NIC and our writebacks.  So every chunk
- * alive now keeps its pages to the end (sm_pages_gone): after our release
- * they stay as detached shadows, written back at our sync points, so that
- * the child's later stores still reach the file; their memory is never
- * punched or given to another file. */
 static void fork_parent(void)
 {
-	if (!fork_locked)
-		return;
-	for (struct sm_chunk *c = sm_chunks; c; c = c->next)
-		if (c->live)
-			c->forked = true;
-	sm_lock_drop();
+	if (fork_locked)
+		sm_lock_drop();
 }
 
 /* The child does not inherit registrations (the NIC's pins stay the
- * parent's), but it keeps the shadow mappings it inherited: they are the
- * parent's shadow memory (MAP_SHARED), as a MAP_SHARED file page is shared
- * with a child, so its stores reach the parent's shadow (and the NIC, and
- * the parent's writebacks), and it sees the NIC's writes.  The parent
- * writes back what the child changes, also after its own release, and
- * never reuses that memory (fork_parent).  The child's engine forgets the
- * parent's state: it writes nothing back itself (it has no hashes the
- * parent would see), and its own registrations start afresh. */
+ * parent's), so it gets back plain file mappings at the shadowed
+ * addresses: its reads and writes go to the file like any other process's,
+ * and it never shares arena memory the parent will free and reuse. */
 static void fork_child(void)
 {
 	engine_pid = getpid();
@@ -154,18 +138,10 @@ static void fork_child(void)
 
 			while (j < c->npages && c->pg[j].state == PG_MAPPED)
 				j++;
-			if (j > i && sm_still_ours(c, i, j - i, &prot)) {
-				/* Pages outside a window have no shared
-				 * hashes: the file comes back. */
-				if (c->own_fp)
-					sm_map_file_back(c, i, j - i, prot, true);
-				else
-					sm_inherit(c, i, j - i);
-			}
+			if (j > i && sm_still_ours(c, i, j - i, &prot))
+				sm_map_file_back(c, i, j - i, prot, true);
 			i = j > i ? j : i + 1;
 		}
-		/* The parent's keepers (its file mappings moved aside): ours
-		 * are copies nobody needs. */
 		sm_keeper_drop(c, 0, c->npages);
 		if (c->own_alias)
 			sm_sys_munmap(c->alias, c->npages * sm_page_size);
@@ -272,7 +248,7 @@ __attribute__((destructor)) static void lifecycle_fini(void)
 	flusher_stop();
 	if (!sm_reentered())
 		sm_guard_thread_stop();
-	if (atomic_load(&sm_nchunks) || atomic_load(&sm_ninherited)) {
+	if (atomic_load(&sm_nchunks)) {
 		int err = sm_reentered() ? EDEADLK : safe_mr_sync_all(SAFE_MR_SYNC_DURABLE);
 
 		if (err)

@@ -97,12 +97,6 @@ static int read_pages(struct sm_chunk *c, size_t first, size_t n, uint8_t *buf, 
 
 void sm_pages_gone(struct sm_chunk *c, size_t first, size_t count)
 {
-	/* A fork child's stores may still reach these pages (it shares the
-	 * shadow memory): their memory must never be punched or reused, and
-	 * what the child writes is written back from here (detached pages
-	 * are part of the file's sync points and of the exit's). */
-	if (c->forked)
-		return;
 	for (size_t i = first; i < first + count;) {
 		size_t j = i;
 

@@ -63,9 +63,6 @@ struct sm_chunk {
 	unsigned int holds;	/* hold segments pointing here */
 	size_t live;		/* pages not PG_NONE */
 	uint32_t guard;		/* its record in the guardian's state + 1 (guard.h) */
-	bool forked;		/* a fork child may map its shadow pages: they
-				 * are never let go (kept, detached, written
-				 * back at sync points, until exit) */
 	bool orphans;		/* mapped pages nobody holds, whose restore
 				 * failed: retried after a successful sync */
 	struct sm_page pg[];
@@ -289,16 +286,6 @@ extern size_t sm_npending;	/* deferred releases */
 /* Takes the lock: would [addr, +len) with `access` need a shadow?  1, 0,
  * or -1 with errno (EINVAL/EFAULT: what the kernel would refuse). */
 int sm_needs_shadow(void *addr, size_t len, unsigned int access);
-
-/* ---- inherit.c (lock held): a fork child's share of the parent's shadows ---- */
-/* Fork child: pages [first, +n) of the parent's chunk c stay mapped here. */
-void sm_inherit(struct sm_chunk *c, size_t first, size_t n);
-extern _Atomic size_t sm_ninherited;
-/* Write back what changed in the inherited pages in [s, e) / of a file
- * (all: of every file).  0 or the first errno. */
-int sm_inherit_sync_range(uintptr_t s, uintptr_t e, bool durable);
-int sm_inherit_sync_file(dev_t dev, ino_t ino, bool durable, bool all);
-void sm_inherit_forget(void);
 
 /* ---- lifecycle.c ---- */
 void sm_flusher_start(void);

@@ -81,73 +81,6 @@ START_TEST(child_sees_nic_write)
 }
 END_TEST
 
-/* After the parent's release the child still shares what was the shadow:
- * its msync writes its store to the file (its own sync point), and what it
- * stores without a sync point reaches the file at the parent's next sync
- * point of the file (the parent keeps the shared pages, detached). */
-START_TEST(child_store_after_release)
-{
-	char path[600];
-	int fd = tu_file(4 * ps, 23, path, sizeof(path)), go[2];
-	uint8_t *p = tu_map(fd, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p, 4 * ps, RW);
-	pid_t pid;
-	char c;
-
-	ck_assert_ptr_nonnull(mr);
-	ck_assert_int_eq(pipe(go), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		if (read(go[0], &c, 1) != 1)
-			_exit(2);
-		/* the NIC's last write, before the parent's release */
-		if (memcmp(p + 2, "lastnic", 7))
-			_exit(3);
-		memcpy(p + ps, "kidsync", 7);
-		if (safe_mr_msync(p + ps, ps, MS_SYNC))
-			_exit(4);
-		memcpy(p + 2 * ps, "kidnosync", 9);
-		_exit(0);
-	}
-	ck_assert_int_eq(fake_nic_write(mr, 2, "lastnic", 7), 0);
-	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
-	ck_assert(tu_mapped_from(p, path));
-	ck_assert_int_eq(write(go[1], "g", 1), 1);
-	ck_assert_int_eq(child_status(pid), 0);
-	tu_assert_file(path, 2, "lastnic", 7);
-	tu_assert_file(path, ps, "kidsync", 7);
-	ck_assert_int_eq(safe_mr_fsync(fd), 0);
-	tu_assert_file(path, 2 * ps, "kidnosync", 9);
-	close(fd);
-}
-END_TEST
-
-/* The child's munmap of inherited pages is a sync point of its stores. */
-START_TEST(child_munmap_writes_back)
-{
-	char path[600];
-	int fd = tu_file(2 * ps, 24, path, sizeof(path));
-	uint8_t *p = tu_map(fd, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p, 2 * ps, RW);
-	pid_t pid;
-
-	ck_assert_ptr_nonnull(mr);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		memcpy(p + ps + 1, "unmapped", 8);
-		_exit(safe_mr_munmap(p, 2 * ps) ? 1 : 0);
-	}
-	ck_assert_int_eq(child_status(pid), 0);
-	/* Written by the child, before the parent's release. */
-	tu_assert_file(path, ps + 1, "unmapped", 8);
-	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
-	tu_assert_file(path, ps + 1, "unmapped", 8);
-	close(fd);
-}
-END_TEST
-
 int main(void)
 {
 	Suite *s = suite_create("fork_coherence");
@@ -155,8 +88,6 @@ int main(void)
 
 	tcase_add_test(tc, child_store_seen_by_nic);
 	tcase_add_test(tc, child_sees_nic_write);
-	tcase_add_test(tc, child_store_after_release);
-	tcase_add_test(tc, child_munmap_writes_back);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
