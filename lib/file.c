@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -86,6 +87,8 @@ void sm_file_put(struct sm_file *f)
  * records are sparse: address space only).  A mapping past the window
  * later gets an extent of its own (shadow.c), coherent with nothing. */
 #define WIN_MIN ((size_t)2 << 20)
+static off_t fsize_limit(void);
+static off_t arena_top(void);
 #define WIN_MAX ((size_t)1 << 40)
 
 int sm_file_window(struct sm_file *f, off_t end)
@@ -99,6 +102,11 @@ int sm_file_window(struct sm_file *f, off_t end)
 		return (size_t)end <= f->win_len ? 0 : EFBIG;
 	while (want < WIN_MAX && (off_t)want < 2 * top)
 		want *= 2;
+	/* Below RLIMIT_FSIZE (sm_arena_alloc), if the window can be made
+	 * smaller and still hold what is asked. */
+	while (want > WIN_MIN && arena_top() + (off_t)want > fsize_limit() &&
+	       (off_t)(want / 2) >= top)
+		want /= 2;
 	if ((off_t)want < top)
 		return EFBIG;
 	/* Zero pages on demand, given back with the window. */
@@ -398,6 +406,23 @@ bool sm_arena_is(const struct sm_vma *v)
 	       makedev(v->dev_major, v->dev_minor) == arena_dev;
 }
 
+static off_t arena_top(void)
+{
+	return arena_end;
+}
+
+/* RLIMIT_FSIZE applies to the memfd too: growing it past the limit would
+ * raise SIGXFSZ in the application. */
+static off_t fsize_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_FSIZE, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > (rlim_t)INT64_MAX)
+		return INT64_MAX;
+	return (off_t)rl.rlim_cur;
+}
+
 int sm_arena_alloc(size_t len, off_t *off)
 {
 	int err = arena_open();
@@ -407,9 +432,13 @@ int sm_arena_alloc(size_t len, off_t *off)
 	if (sm_afree_take(len, off))
 		return 0;
 	if (arena_end + (off_t)len > arena_size) {
-		off_t want = arena_end + (off_t)len;
+		off_t want = arena_end + (off_t)len, lim = fsize_limit();
 
+		if (want > lim)
+			return EFBIG;
 		want = want < arena_size * 2 ? arena_size * 2 : want;
+		if (want > lim)
+			want = arena_end + (off_t)len;
 		if (ftruncate(arena, want))
 			return errno;
 		arena_size = want;
