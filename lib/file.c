@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -17,7 +16,6 @@
 #include "file.h"
 #include "fsfacts.h"
 #include "guard.h"
-#include "shadow.h"
 
 static struct sm_file *files;	/* all of them (fork child) */
 static struct sm_hmap by_id;	/* and by (dev, ino) */
@@ -56,21 +54,11 @@ int sm_file_known_reentered(dev_t dev, ino_t ino)
 	return 0;
 }
 
-static size_t fp_bytes(size_t win_len)
-{
-	return sm_page_up(win_len / sm_page_size * sizeof(struct sm_fpage));
-}
-
 void sm_file_put(struct sm_file *f)
 {
 	if (--f->refs)
 		return;
 	sm_guard_file_gone(f);
-	if (f->win_len) {
-		sm_arena_free(f->win_off, f->win_len);
-		sm_guard_window_gone((uint64_t)f->win_off, f->win_len);
-		sm_sys_munmap(f->fp, fp_bytes(f->win_len));
-	}
 	sm_hmap_remove(&by_id, &f->hnode);
 	if (f->prev)
 		f->prev->next = f->next;
@@ -80,48 +68,6 @@ void sm_file_put(struct sm_file *f)
 		f->next->prev = f->prev;
 	close(f->fd);
 	free(f);
-}
-
-/* Windows: file offsets up to twice the larger of the file's size and the
- * offset asked for, a power of two, 2 MiB at least (the arena and the page
- * records are sparse: address space only).  A mapping past the window
- * later gets an extent of its own (shadow.c), coherent with nothing. */
-#define WIN_MIN ((size_t)2 << 20)
-static off_t fsize_limit(void);
-static off_t arena_top(void);
-#define WIN_MAX ((size_t)1 << 40)
-
-int sm_file_window(struct sm_file *f, off_t end)
-{
-	size_t want = WIN_MIN;
-	off_t top = end > f->eof_seen ? end : f->eof_seen;
-	void *fp;
-	int err;
-
-	if (f->win_len)
-		return (size_t)end <= f->win_len ? 0 : EFBIG;
-	while (want < WIN_MAX && (off_t)want < 2 * top)
-		want *= 2;
-	/* Below RLIMIT_FSIZE (sm_arena_alloc), if the window can be made
-	 * smaller and still hold what is asked. */
-	while (want > WIN_MIN && arena_top() + (off_t)want > fsize_limit() &&
-	       (off_t)(want / 2) >= top)
-		want /= 2;
-	if ((off_t)want < top)
-		return EFBIG;
-	/* Zero pages on demand, given back with the window. */
-	fp = sm_sys_mmap(NULL, fp_bytes(want), PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (fp == MAP_FAILED)
-		return errno;
-	err = sm_arena_alloc(want, &f->win_off);
-	if (err) {
-		sm_sys_munmap(fp, fp_bytes(want));
-		return err;
-	}
-	f->fp = fp;
-	f->win_len = want;
-	return 0;
 }
 
 void sm_file_renew(struct sm_file *f)
@@ -262,9 +208,6 @@ static int classify_new(const struct sm_vma *v, bool write, enum sm_backing *kin
 		f->dax = sm_fd_is_dax(fd);
 		f->fs_magic = (long)sfs.f_type;
 		f->eof_seen = st.st_size;
-		f->map_ino = v->inode;
-		f->map_major = v->dev_major;
-		f->map_minor = v->dev_minor;
 		f->next = files;
 		if (files)
 			files->prev = f;
@@ -322,8 +265,6 @@ void sm_file_reset(void)
 
 		files = f->next;
 		close(f->fd);
-		if (f->win_len)
-			sm_sys_munmap(f->fp, fp_bytes(f->win_len));
 		free(f);
 	}
 	sm_hmap_reset(&by_id);
@@ -406,23 +347,6 @@ bool sm_arena_is(const struct sm_vma *v)
 	       makedev(v->dev_major, v->dev_minor) == arena_dev;
 }
 
-static off_t arena_top(void)
-{
-	return arena_end;
-}
-
-/* RLIMIT_FSIZE applies to the memfd too: growing it past the limit would
- * raise SIGXFSZ in the application. */
-static off_t fsize_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_FSIZE, &rl) || rl.rlim_cur == RLIM_INFINITY ||
-	    rl.rlim_cur > (rlim_t)INT64_MAX)
-		return INT64_MAX;
-	return (off_t)rl.rlim_cur;
-}
-
 int sm_arena_alloc(size_t len, off_t *off)
 {
 	int err = arena_open();
@@ -432,13 +356,9 @@ int sm_arena_alloc(size_t len, off_t *off)
 	if (sm_afree_take(len, off))
 		return 0;
 	if (arena_end + (off_t)len > arena_size) {
-		off_t want = arena_end + (off_t)len, lim = fsize_limit();
+		off_t want = arena_end + (off_t)len;
 
-		if (want > lim)
-			return EFBIG;
 		want = want < arena_size * 2 ? arena_size * 2 : want;
-		if (want > lim)
-			want = arena_end + (off_t)len;
 		if (ftruncate(arena, want))
 			return errno;
 		arena_size = want;

@@ -11,7 +11,6 @@
 /* A backing file of shadowed pages: our own descriptor on it, used for
  * filling shadows, writing back and restoring the mapping. */
 struct sm_chunk;
-struct sm_fpage;
 struct sm_file {
 	struct sm_file *next, *prev;
 	struct sm_hnode hnode;	/* files by (dev, ino) */
@@ -27,17 +26,6 @@ struct sm_file {
 	uint32_t guard_slot;	/* the guardian's copy of fd (guard.h), 0: none */
 	off_t eof_seen;		/* its size when the engine last looked (sm_file_eof):
 				 * a smaller one means someone truncated it since */
-	/* Its window in the arena: the shadow of file page X lives at arena
-	 * offset win_off + X, whichever mapping shows it; fp[X / page size]
-	 * is that page's record (shadow.h).  Allocated with its first chunk,
-	 * freed with the file. */
-	off_t win_off;
-	size_t win_len;		/* 0: none yet */
-	struct sm_fpage *fp;
-	/* How /proc/self/maps names it (may differ from dev: btrfs): finds
-	 * the process's other mappings of the file. */
-	uint64_t map_ino;
-	unsigned int map_major, map_minor;
 };
 
 enum sm_backing {
@@ -51,9 +39,6 @@ enum sm_backing {
 int sm_file_classify(const struct sm_vma *v, bool write, enum sm_backing *kind,
 		     struct sm_file **file);
 void sm_file_put(struct sm_file *f);
-/* Give f its window in the arena, covering file offsets [0, end) at least:
- * 0, or an errno (then chunks of f get extents of their own). */
-int sm_file_window(struct sm_file *f, off_t end);
 /* Give f a new open file description of the same file (same descriptor
  * number): it does not report writeback errors from before. */
 void sm_file_renew(struct sm_file *f);

@@ -754,20 +754,15 @@ static bool chunk_record(struct sm_chunk *c)
 	pages = (uint64_t)c->arena_off / sm_page_size;
 	if (pages + c->npages > SMG_PAGES_MAX || !tbl_alloc(&idx))
 		return false;
-	/* An extent of its own starts empty; a window's page records are
-	 * shared with the file's other chunks (mirrored below). */
-	if (c->own_fp)
-		memset(prec(pages), 0, c->npages * sizeof(struct smg_page));
+	memset(prec(pages), 0, c->npages * sizeof(struct smg_page));
 	r = rec(idx);
 	r->slot = f->writable ? f->guard_slot : 0;
 	r->file_off = (uint64_t)c->file_off;
 	r->arena_off = (uint64_t)c->arena_off;
 	r->npages = c->npages;
 	r->pages = pages;
-	c->guard = idx + 1;
-	if (!c->own_fp)
-		sm_guard_pages(c, 0, c->npages);
 	atomic_store_explicit(&r->valid, 1, memory_order_release);
+	c->guard = idx + 1;
 	return true;
 }
 
@@ -838,9 +833,7 @@ void sm_guard_chunk_gone(struct sm_chunk *c)
 		return;
 	r = rec(c->guard - 1);
 	atomic_store_explicit(&r->valid, 0, memory_order_release);
-	/* A window's records are the file's: they go with the window. */
-	if (c->own_fp)
-		pages_release(r->pages, r->npages);
+	pages_release(r->pages, r->npages);
 	tbl_release(c->guard - 1);
 	c->guard = 0;
 }
@@ -853,20 +846,10 @@ void sm_guard_pages(struct sm_chunk *c, size_t first, size_t n)
 		return;
 	p = prec(rec(c->guard - 1)->pages);
 	for (size_t i = first; i < first + n; i++) {
-		/* The record is the file page's (shared by the chunks showing
-		 * it): it holds data while any of them has it. */
-		uint8_t st = c->pg[i].state ? c->pg[i].state : c->fp[i].users ? PG_DETACHED : PG_NONE;
-
-		atomic_store_explicit(&p[i].hash, c->fp[i].hash, memory_order_relaxed);
-		atomic_store_explicit(&p[i].force, c->fp[i].force, memory_order_relaxed);
-		atomic_store_explicit(&p[i].state, st, memory_order_release);
+		atomic_store_explicit(&p[i].hash, c->pg[i].hash, memory_order_relaxed);
+		atomic_store_explicit(&p[i].force, c->pg[i].force, memory_order_relaxed);
+		atomic_store_explicit(&p[i].state, c->pg[i].state, memory_order_release);
 	}
-}
-
-void sm_guard_window_gone(uint64_t off, uint64_t len)
-{
-	if (state)
-		pages_release(off / sm_page_size, len / sm_page_size);
 }
 
 void sm_guard_file_gone(struct sm_file *f)

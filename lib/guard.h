@@ -185,8 +185,6 @@ void sm_guard_chunk_gone(struct sm_chunk *c);
 /* Pages [first, +n) of c changed hash, state or force. */
 void sm_guard_pages(struct sm_chunk *c, size_t first, size_t n);
 void sm_guard_file_gone(struct sm_file *f);
-/* A file's window [off, +len) of the arena is free: its page records go. */
-void sm_guard_window_gone(uint64_t off, uint64_t len);
 /* The process's data is durable (exit sync succeeded): the guardian can go. */
 void sm_guard_clean(void);
 /* exec: the same as a clean exit (the new image must not meet a late

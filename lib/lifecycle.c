@@ -145,8 +145,6 @@ static void fork_child(void)
 		sm_keeper_drop(c, 0, c->npages);
 		if (c->own_alias)
 			sm_sys_munmap(c->alias, c->npages * sm_page_size);
-		if (c->own_fp)
-			free(c->fp);
 		free(c);
 	}
 	while (sm_holds) {

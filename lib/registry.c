@@ -55,7 +55,7 @@ void sm_page_unsynced(struct sm_chunk *c, size_t i)
 {
 	struct sm_file *f = c->file;
 
-	c->fp[i].unsynced = 1;
+	c->pg[i].unsynced = 1;
 	if (c->u_listed)
 		return;
 	c->u_prev = NULL;

@@ -104,33 +104,18 @@ void sm_pages_gone(struct sm_chunk *c, size_t first, size_t count)
 			c->pg[j].state = PG_NONE;
 			j++;
 		}
-		if (j == i) {
+		if (j > i) {
+			/* The guardian must not write a punched page (zeros). */
+			sm_guard_pages(c, i, j - i);
+			c->live -= j - i;
+			SM_STAT_SUB(shadow_bytes_now, (j - i) * sm_page_size);
+			if (c->live)	/* else sm_chunk_free releases the whole range */
+				sm_arena_discard(c->arena_off + (off_t)(i * sm_page_size),
+						 (j - i) * sm_page_size);
+			i = j;
+		} else {
 			i++;
-			continue;
 		}
-		c->live -= j - i;
-		/* The shadow memory goes with the last mapping that shows it
-		 * (other mappings of the same file pages share it). */
-		for (size_t k = i; k < j;) {
-			size_t m = k;
-
-			while (m < j && c->fp[m].users == 1) {
-				c->fp[m] = (struct sm_fpage){ 0 };
-				m++;
-			}
-			if (m > k) {
-				SM_STAT_SUB(shadow_bytes_now, (m - k) * sm_page_size);
-				sm_arena_discard(c->arena_off + (off_t)(k * sm_page_size),
-						 (m - k) * sm_page_size);
-			} else {
-				c->fp[k].users--;
-				m = k + 1;
-			}
-			k = m;
-		}
-		/* The guardian must not write a punched page (zeros). */
-		sm_guard_pages(c, i, j - i);
-		i = j;
 	}
 }
 
@@ -158,12 +143,7 @@ void sm_chunk_free(struct sm_chunk *c)
 	sm_keeper_drop(c, 0, c->npages);
 	if (c->own_alias)
 		sm_sys_munmap(c->alias, len);
-	/* A window's memory goes page by page (sm_pages_gone), the window
-	 * with the file. */
-	if (c->own_fp) {
-		sm_arena_free(c->arena_off, len);
-		free(c->fp);
-	}
+	sm_arena_free(c->arena_off, len);
 	sm_file_put(c->file);
 	free(c);
 }
@@ -199,7 +179,7 @@ static size_t copy_from_keeper(const uint8_t *src, size_t len, off_t aoff)
 /* Copy pages [first, +n) of c from the file into the arena: from the
  * keeper where it can be read, the rest read with pread straight into the
  * shadow (through the engine's view: one copy either way). */
-static int fill_copy_run(struct sm_chunk *c, size_t first, size_t n)
+static int fill_copy(struct sm_chunk *c, size_t first, size_t n)
 {
 	uint8_t *sh = sm_page_ptr(c, first);
 	size_t len = n * sm_page_size, done = 0;
@@ -239,33 +219,6 @@ static int fill_copy_run(struct sm_chunk *c, size_t first, size_t n)
 	return 0;
 }
 
-/* Pages another mapping of the file shows already: their shadow holds
- * data (maybe the NIC's), never filled again. */
-static inline bool page_live(const struct sm_chunk *c, size_t i)
-{
-	return c->fp[i].users != 0;
-}
-
-static int fill_copy(struct sm_chunk *c, size_t first, size_t n)
-{
-	for (size_t i = first; i < first + n;) {
-		size_t j = i;
-		int err;
-
-		while (j < first + n && !page_live(c, j))
-			j++;
-		if (j == i) {
-			i++;
-			continue;
-		}
-		err = fill_copy_run(c, i, j - i);
-		if (err)
-			return err;
-		i = j;
-	}
-	return 0;
-}
-
 /* The hashes of pages [first, +n) of c, filled just now.  The hash maps
  * what the copy wrote as it reads: a read fault maps 16 pages
  * (fault-around), cheaper than MADV_POPULATE_READ. */
@@ -274,89 +227,44 @@ static void fill_hash(struct sm_chunk *c, size_t first, size_t n)
 	const uint8_t *sh = sm_page_ptr(c, first);
 
 	for (size_t i = 0; i < n; i++)
-		if (!page_live(c, first + i))
-			c->fp[first + i].hash = sm_page_hash(sh + i * sm_page_size);
-}
-
-/* A page another mapping shows already (`was`: the file as this mapping
- * showed it before the swap, `now`: after).  This mapping was the file's
- * own until now: a store made through it since the shadow was last read or
- * written is taken where the shadow has not changed the page meanwhile
- * (else the shadow's version wins, as the later one); stores that raced
- * the swap are merged at byte granularity either way. */
-static void fill_live_page(struct sm_chunk *c, size_t i, const uint8_t *was, const uint8_t *now)
-{
-	struct sm_fpage *fp = &c->fp[i];
-	uint8_t *sh = sm_page_ptr(c, i);
-	uint64_t hn = sm_page_hash(now);
-
-	if (hn == fp->hash)
-		return;
-	if (sm_page_hash(sh) == fp->hash) {
-		uint8_t *base = malloc(sm_page_size);
-
-		if (base) {
-			memcpy(base, sh, sm_page_size);
-			sm_merge_page(sh, base, now);
-			free(base);
-		}
-	} else if (was != now) {
-		sm_merge_page(sh, was, now);
-	}
-	fp->hash = hn;
-	sm_guard_pages(c, i, 1);
+		c->pg[first + i].hash = sm_page_hash(sh + i * sm_page_size);
 }
 
 /* Swap pages [first, +n) of c in, filled and hashed.  With other threads
  * about, the file is read again after the swap: a page written between the
  * read and the swap has those writes merged into the shadow (bytes the
- * shadow has not changed since take the file's).  Pages other mappings
- * show already keep their shadow (fill_live_page). */
+ * shadow has not changed since take the file's). */
 static int fill_swap(struct sm_chunk *c, size_t first, size_t n, bool racy)
 {
 	uint8_t *f0 = NULL, *f1 = NULL, *sh = sm_page_ptr(c, first);
-	size_t len = n * sm_page_size, fresh = 0;
+	size_t len = n * sm_page_size;
 	off_t aoff = c->arena_off + (off_t)(first * sm_page_size);
-	bool live[SM_SLICE_PAGES], anylive = false;
 	void *at;
-	int err = 0;
+	int err = racy ? sm_scratch(&f0, &f1) : 0;
 
-	for (size_t i = 0; i < n; i++)
-		anylive |= live[i] = page_live(c, first + i);
-	if (racy || anylive)
-		err = sm_scratch(&f0, &f1);
 	if (err)
 		return err;
-	/* The merge base: what was read, before anyone else can write it;
-	 * for live pages what this mapping shows (the file). */
+	/* The merge base: what was read, before anyone else can write it. */
 	if (racy)
 		memcpy(f0, sh, len);
-	for (size_t i = 0; i < n; i++)
-		if (live[i] && read_pages(c, first + i, 1, f0 + i * sm_page_size, NULL))
-			memcpy(f0 + i * sm_page_size, sm_page_ptr(c, first + i), sm_page_size);
 	/* MAP_FIXED replaces the file pages atomically: other threads see the
 	 * file or the shadow, never a hole. */
 	at = sm_swap_mmap((void *)sm_page_addr(c, first), len, c->prot, sm_arena_fd(), aoff);
 	if (at == MAP_FAILED)
 		return errno;
-	for (size_t i = first; i < first + n; i++) {
+	for (size_t i = first; i < first + n; i++)
 		c->pg[i].state = PG_MAPPED;
-		if (!c->fp[i].users++)
-			fresh++;
-	}
 	c->live += n;
-	SM_STAT_ADD(bytes_shadowed, fresh * sm_page_size);
-	SM_STAT_ADD(shadow_bytes_now, fresh * sm_page_size);
-	if (racy && read_pages(c, first, n, f1, NULL))
-		racy = false;
+	if (!racy || read_pages(c, first, n, f1, NULL)) {
+		sm_guard_pages(c, first, n);
+		return 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *a = f0 + i * sm_page_size, *b = f1 + i * sm_page_size;
 
-		if (live[i]) {
-			fill_live_page(c, first + i, a, racy ? b : a);
-		} else if (racy && memcmp(a, b, sm_page_size)) {
+		if (memcmp(a, b, sm_page_size)) {
 			sm_merge_page(sm_page_ptr(c, first + i), a, b);
-			c->fp[first + i].hash = sm_page_hash(b);
+			c->pg[first + i].hash = sm_page_hash(b);
 		}
 	}
 	sm_guard_pages(c, first, n);
@@ -469,20 +377,9 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	c->file = f;
 	c->file_off = (off_t)v->offset;
 	c->prot = v->prot;
-	/* File page X is at the same place whichever mapping shows it. */
-	if (!sm_file_window(f, c->file_off + (off_t)len)) {
-		c->arena_off = f->win_off + c->file_off;
-		c->fp = f->fp + v->offset / sm_page_size;
-	} else {
-		sm_info("inode %llu offset %lld: past its shadow window, shadowed apart from "
-			"its other mappings (not coherent with them)",
-			(unsigned long long)f->ino, (long long)c->file_off);
-		c->own_fp = true;
-		c->fp = calloc(npages, sizeof(*c->fp));
-		err = c->fp ? sm_arena_alloc(len, &c->arena_off) : ENOMEM;
-		if (err)
-			goto fail_free;
-	}
+	err = sm_arena_alloc(len, &c->arena_off);
+	if (err)
+		goto fail_free;
 	/* The engine's own view, for hashing, merging and writeback. */
 	c->alias = sm_arena_view(c->arena_off, len);
 	if (!c->alias) {
@@ -511,6 +408,10 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	/* A shrink since the last look must not cut the pages filled now. */
 	sm_file_eof(f);
 	err = fill_chunk(c, racy);
+	if (c->live) {
+		SM_STAT_ADD(bytes_shadowed, c->live * sm_page_size);
+		SM_STAT_ADD(shadow_bytes_now, c->live * sm_page_size);
+	}
 	if (err) {
 		if (c->live) {
 			*out = c;
@@ -526,11 +427,8 @@ static int chunk_create(const struct sm_vma *v, struct sm_file *f, struct sm_chu
 	return 0;
 
 fail_arena:
-	if (c->own_fp)
-		sm_arena_free(c->arena_off, len);
+	sm_arena_free(c->arena_off, len);
 fail_free:
-	if (c->own_fp)
-		free(c->fp);
 	free(c);
 	sm_file_put(f);
 	return err;
@@ -644,7 +542,7 @@ static void merge_late(struct sm_chunk *c, size_t first, size_t n, const uint8_t
 	size_t len = n * sm_page_size;
 
 	for (size_t i = 0; i < n; i++) {
-		struct sm_fpage *pg = &c->fp[first + i];
+		struct sm_page *pg = &c->pg[first + i];
 		const uint8_t *sh = sm_page_ptr(c, first + i), *base = w + i * sm_page_size;
 		uint8_t *fm;
 		int err;
@@ -727,7 +625,7 @@ int sm_restore_run(struct sm_chunk *c, size_t first, size_t count, bool nic_may_
 			merge_late(c, s, n, w);
 		if (!keep)
 			for (size_t i = s; i < s + n; i++)
-				if (!c->fp[i].refs)
+				if (!c->pg[i].refs)
 					sm_pages_gone(c, i, 1);
 	}
 	return err;
@@ -749,9 +647,9 @@ int sm_reshadow_run(struct sm_chunk *c, size_t first, size_t count)
 	if (at == MAP_FAILED)
 		return errno;
 	for (size_t i = first; i < first + count; i++) {
-		struct sm_fpage *pg = &c->fp[i];
+		struct sm_page *pg = &c->pg[i];
 
-		c->pg[i].state = PG_MAPPED;
+		pg->state = PG_MAPPED;
 		/* A write to the file mapping while it was back: take it if
 		 * the shadow kept the page as written. */
 		if (read_pages(c, i, 1, buf, NULL) == 0 && sm_page_hash(buf) != pg->hash &&
@@ -766,7 +664,7 @@ int sm_reshadow_run(struct sm_chunk *c, size_t first, size_t count)
 
 bool sm_page_finished(struct sm_chunk *c, size_t i)
 {
-	struct sm_fpage *pg = &c->fp[i];
+	struct sm_page *pg = &c->pg[i];
 	off_t off = c->file_off + (off_t)(i * sm_page_size), eof;
 
 	if (!pg->force && pg->hash == sm_page_hash(sm_page_ptr(c, i)))
@@ -793,7 +691,7 @@ static int restore_unreferenced(struct sm_chunk *c)
 	for (size_t i = 0; i < c->npages;) {
 		size_t j = i;
 
-		while (j < c->npages && c->pg[j].state == PG_MAPPED && !c->fp[j].refs)
+		while (j < c->npages && c->pg[j].state == PG_MAPPED && !c->pg[j].refs)
 			j++;
 		if (j > i) {
 			int err = sm_restore_run(c, i, j - i, false, false);
@@ -805,7 +703,7 @@ static int restore_unreferenced(struct sm_chunk *c)
 			}
 			i = j;
 		} else {
-			if (c->pg[i].state == PG_DETACHED && !c->fp[i].refs &&
+			if (c->pg[i].state == PG_DETACHED && !c->pg[i].refs &&
 			    sm_page_finished(c, i))
 				sm_pages_gone(c, i, 1);
 			i++;
@@ -850,34 +748,9 @@ static int hold_push(struct sm_hold *h, struct sm_chunk *c, size_t first, size_t
 		c->holds++;
 	}
 	for (size_t i = first; i < first + count; i++)
-		c->fp[i].refs++;
+		c->pg[i].refs++;
 	h->shadowed += count * sm_page_size;
 	return 0;
-}
-
-/* Restore what nobody holds any more in every mapping of f: a page one
- * registration covers is shown by the shadow in all of them. */
-static int restore_file(struct sm_file *f)
-{
-	struct sm_chunk *c, *next;
-	int first_err = 0;
-
-	f->refs++;	/* its last chunk may go meanwhile */
-	/* Twice: a detached page is finished only once the mapped pages of
-	 * the same file page (in chunks later in the list) were written. */
-	for (int pass = 0; pass < 2; pass++)
-		for (c = f->chunks; c; c = c->f_next) {
-			int err = restore_unreferenced(c);
-
-			if (err && !first_err)
-				first_err = err;
-		}
-	for (c = f->chunks; c; c = next) {
-		next = c->f_next;
-		sm_chunk_maybe_free(c);
-	}
-	sm_file_put(f);
-	return first_err;
 }
 
 /* Drop the hold's references; restore what nobody else covers.  A restore
@@ -890,24 +763,16 @@ static int hold_drop(struct sm_hold *h)
 		struct sm_seg *g = &h->seg[k];
 
 		for (size_t i = g->first; i < g->first + g->count; i++)
-			g->c->fp[i].refs--;
-		g->c->holds--;
+			g->c->pg[i].refs--;
 	}
 	for (size_t k = 0; k < h->nseg; k++) {
-		struct sm_file *f = h->seg[k].c->file;
-		bool seen = false;
-		int err;
+		struct sm_chunk *c = h->seg[k].c;
+		int err = restore_unreferenced(c);
 
-		/* Chunks may be freed: compare files of later segments only
-		 * after this one's file was done (a file is not freed while
-		 * a later segment's chunk holds it). */
-		for (size_t m = k + 1; m < h->nseg && !seen; m++)
-			seen = h->seg[m].c->file == f;
-		if (seen)
-			continue;
-		err = restore_file(f);
 		if (err && !first_err)
 			first_err = err;
+		c->holds--;
+		sm_chunk_maybe_free(c);
 	}
 	free(h->seg);
 	free(h);
@@ -959,9 +824,6 @@ static int hold_existing(struct sm_hold *h, const struct sm_vma *v)
 	return 0;
 }
 
-/* This acquisition shadowed pages anew: other mappings of them follow. */
-static bool acq_created;
-
 /* Add the pages of VMA piece v to hold h: the ones we shadow already get a
  * reference, the others are shadowed now. */
 static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bool force)
@@ -1011,95 +873,12 @@ static int acquire_vma(struct sm_hold *h, const struct sm_vma *v, bool write, bo
 	if (sm_nchunks)
 		detach_stale(v->start, v->end);
 	err = chunk_create(v, f, &c);
-	if (c)
-		acq_created = true;
 	if (c) {
 		int e = hold_push(h, c, 0, c->npages);
 
 		err = err ? err : e;
 	}
 	return err;
-}
-
-/* Shadow piece p of another mapping of file f, if p is still f's own
- * mapping and nothing of it is ours yet.  Its pages are held through
- * the registration's chunk (sm_fpage.refs): restored with them. */
-static void shadow_other(struct sm_vma *p, struct sm_file *f)
-{
-	enum sm_backing kind;
-	struct sm_file *g;
-	struct sm_chunk *c = NULL;
-	int err;
-
-	/* p is the file's own mapping: chunk pages that claim the address
-	 * are not there (detach_stale). */
-	detach_stale(p->start, p->end);
-	/* Our own keepers (the file mappings moved aside) are not the
-	 * application's mappings. */
-	for (struct sm_chunk *c = f->chunks; c; c = c->f_next) {
-		uintptr_t k = (uintptr_t)c->keeper;
-
-		if (!c->keeper || p->end <= k || k + c->npages * sm_page_size <= p->start)
-			continue;
-		/* Only the pages it still holds: the others went home. */
-		for (size_t i = 0; i < c->npages; i++)
-			if (c->pg[i].kept && k + i * sm_page_size >= p->start &&
-			    k + i * sm_page_size < p->end)
-				return;
-	}
-	err = sm_file_classify(p, (p->prot & PROT_WRITE) != 0, &kind, &g);
-	if (err || kind != SM_BACK_FILE)
-		return;
-	if (g != f) {
-		sm_file_put(g);
-		return;
-	}
-	err = chunk_create(p, g, &c);
-	if (err)
-		sm_warn("the mapping of inode %llu at %#lx is not shadowed with its other "
-			"mappings (%s): it shows the file, not the shadow, until the release",
-			(unsigned long long)f->ino, (unsigned long)p->start, strerror(err));
-	if (c)
-		sm_chunk_maybe_free(c);
-}
-
-/* Every other shared mapping in the process of the file pages that h
- * shadows is swapped to the same shadow: MAP_SHARED means all of them see
- * each store, the NIC's too.  Mappings made later show the file until a
- * registration shadows their pages again (README, Limits). */
-static void shadow_others(struct sm_hold *h)
-{
-	struct sm_vma *v = NULL;
-	size_t n = 0;
-
-	if (sm_vma_list(sm_page_size, ~(uintptr_t)0 & ~(uintptr_t)(sm_page_size - 1), &v, &n))
-		return;
-	for (size_t k = 0; k < n; k++) {
-		if (!v[k].shared || !v[k].has_file || !(v[k].prot & (PROT_READ | PROT_WRITE)) ||
-		    sm_arena_is(&v[k]))
-			continue;
-		for (size_t m = 0; m < h->nseg; m++) {
-			struct sm_chunk *c = h->seg[m].c;
-			struct sm_file *f = c->file;
-			uint64_t lo = (uint64_t)c->file_off + h->seg[m].first * sm_page_size;
-			uint64_t hi = lo + h->seg[m].count * sm_page_size;
-			uint64_t vlo = v[k].offset, vhi = vlo + (v[k].end - v[k].start);
-			struct sm_vma p = v[k];
-
-			if (c->own_fp || v[k].inode != f->map_ino || v[k].dev_major != f->map_major ||
-			    v[k].dev_minor != f->map_minor || vhi <= lo || hi <= vlo)
-				continue;
-			lo = lo > vlo ? lo : vlo;
-			hi = hi < vhi ? hi : vhi;
-			p.start = v[k].start + (uintptr_t)(lo - vlo);
-			p.end = v[k].start + (uintptr_t)(hi - vlo);
-			p.offset = lo;
-			sm_debug("other mapping of inode %llu at %#lx-%#lx", (unsigned long long)f->ino,
-				 (unsigned long)p.start, (unsigned long)p.end);
-			shadow_other(&p, f);
-		}
-	}
-	sm_vma_free(v, n);
 }
 
 int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
@@ -1136,11 +915,8 @@ int sm_hold_acquire(void *addr, size_t len, unsigned int access, bool force_all,
 			err = EFAULT;
 	if (!n || v[n - 1].end != e)
 		err = EFAULT;
-	acq_created = false;
 	for (size_t k = 0; k < n && !err && !(access & SM_ACQUIRE_NOTHING); k++)
 		err = acquire_vma(h, &v[k], write, force_all);
-	if (!err && acq_created)
-		shadow_others(h);
 	if (err) {
 		/* Blocks reserved stay: giving them back could discard what
 		 * others wrote there since (reserve.c). */

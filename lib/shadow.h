@@ -19,23 +19,13 @@
  * registration but no longer mapped by the application (munmap/mremap). */
 enum { PG_NONE = 0, PG_MAPPED = 1, PG_DETACHED = 2 };
 
-/* What one mapping (chunk) knows of one of its pages. */
 struct sm_page {
-	uint8_t state;
-	uint8_t kept;		/* the keeper still maps this page of the file */
-};
-
-/* What the process knows of one shadowed page of a file, whichever
- * mappings show it: every chunk covering file page X uses the same shadow
- * memory (the file's window in the arena, file.h) and this same record, so
- * that all mappings of the page are coherent and it is written back once. */
-struct sm_fpage {
 	uint64_t hash;		/* contents as last read from / written to the file */
-	uint32_t refs;		/* holds covering the page, through any mapping */
-	uint16_t users;		/* chunks whose page is not PG_NONE: the shadow
-				 * memory holds data while this is not 0 */
+	uint32_t refs;		/* holds covering the page */
+	uint8_t state;
 	uint8_t force;		/* write back even if the hash matches */
 	uint8_t unsynced;	/* written since the file's last durable flush */
+	uint8_t kept;		/* the keeper still maps this page of the file */
 };
 
 /* A run of shadowed pages created together from one VMA of one file. */
@@ -50,11 +40,7 @@ struct sm_chunk {
 	struct sm_file *file;
 	off_t file_off;		/* file offset of page 0 */
 	int prot;
-	off_t arena_off;	/* in the file's window (+ file_off), or an
-				 * extent of its own (own_fp) */
-	struct sm_fpage *fp;	/* fp[i]: file page file_off / page size + i */
-	bool own_fp;		/* outside the file's window: fp and the arena
-				 * extent are this chunk's alone (not coherent) */
+	off_t arena_off;
 	uint8_t *alias;		/* the engine's own view of the shadow */
 	bool own_alias;		/* a mapping of its own (else in the arena's view) */
 	uint8_t *keeper;	/* the application's own file mapping, moved

@@ -70,13 +70,13 @@ static int batch_add(struct wb_batch *b, struct sm_chunk *c, size_t first, size_
 	bool open_run = false;
 
 	for (size_t i = first; i < first + count; i++) {
-		struct sm_fpage *pg = &c->fp[i];
+		struct sm_page *pg = &c->pg[i];
 		off_t off = c->file_off + (off_t)(i * sm_page_size);
 		const uint8_t *data = src ? src + (i - first) * sm_page_size : sm_page_ptr(c, i);
 		uint64_t h;
 		int err;
 
-		if (!(c->pg[i].state & states) || off >= eof) {
+		if (!(pg->state & states) || off >= eof) {
 			open_run = false;
 			continue;
 		}
@@ -115,7 +115,7 @@ void sm_file_flushed(struct sm_file *f, bool ok)
 		next = c->u_next;
 		sm_chunk_unsynced_done(c);
 		for (size_t i = 0; i < c->npages; i++) {
-			struct sm_fpage *pg = &c->fp[i];
+			struct sm_page *pg = &c->pg[i];
 
 			if (!pg->unsynced)
 				continue;
@@ -141,7 +141,7 @@ static int batch_flush(struct wb_batch *b, unsigned int flags)
 			if (b->ext[e].err)
 				continue;
 			for (size_t p = b->ext_first[e]; p < end; p++) {
-				struct sm_fpage *pg = &b->pages[p].c->fp[b->pages[p].i];
+				struct sm_page *pg = &b->pages[p].c->pg[b->pages[p].i];
 
 				pg->hash = b->pages[p].hash;
 				pg->force = 0;
@@ -186,9 +186,9 @@ static void chunk_cut(struct sm_chunk *c, off_t eof, off_t was)
 	if (end > c->npages)
 		end = c->npages;
 	for (size_t i = first; i < end; i++) {
-		struct sm_fpage *pg = &c->fp[i];
+		struct sm_page *pg = &c->pg[i];
 
-		if (c->pg[i].state == PG_NONE)
+		if (pg->state == PG_NONE)
 			continue;
 		pg->hash = sm_page_hash(sm_page_ptr(c, i));
 		pg->force = 0;

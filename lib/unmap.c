@@ -36,7 +36,7 @@ static int collect(struct runs *r, uintptr_t start, uintptr_t end, uint8_t state
 			bool reg = false;
 
 			while (j < first + count && c->pg[j].state == state)
-				reg |= c->fp[j++].refs != 0;
+				reg |= c->pg[j++].refs != 0;
 			if (j == i) {
 				i++;
 				continue;
@@ -64,7 +64,9 @@ static void let_go(struct runs *r)
 		struct sm_chunk *c = r->v[k].c;
 
 		for (size_t i = r->v[k].first; i < r->v[k].first + r->v[k].count; i++) {
-			if (c->fp[i].refs || c->pg[i].state != PG_DETACHED)
+			struct sm_page *pg = &c->pg[i];
+
+			if (pg->refs || pg->state != PG_DETACHED)
 				continue;
 			if (sm_page_finished(c, i))
 				sm_pages_gone(c, i, 1);

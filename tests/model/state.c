@@ -30,30 +30,9 @@ bool sh_dirty(const struct shadow *s)
 	return s->maybe || s->force || memcmp(s->content, s->base, PS) != 0;
 }
 
-/* A new shadow of file page (f, fp), filled from the file as it is now;
- * or, where one is still live (detached: pinned by an MR after munmap or
- * mremap), that one: every mapping of a file page shows the one shadow of
- * it (issue 18).  This mapping was the file's own meanwhile: where the
- * shadow did not change since it was last read or written, it takes what
- * the file holds now; where both changed, the shadow's version wins. */
+/* A new shadow of file page (f, fp), filled from the file as it is now. */
 int sh_new(int f, int fp)
 {
-	for (int i = 0; i < NSH; i++) {
-		struct shadow *s = &shs[i];
-		const uint8_t *now = mf[f].data + (size_t)fp * PS;
-
-		if (!s->live || s->f != f || s->fp != fp)
-			continue;
-		if (s->mapped)
-			fail("model: file %d page %d is shadowed twice", f, fp);
-		s->mapped = true;
-		if (!mf[f].unk[fp] && !mf[f].poisoned[fp] && memcmp(now, s->base, PS)) {
-			if (!s->maybe && !memcmp(s->content, s->base, PS))
-				memcpy(s->content, now, PS);
-			memcpy(s->base, now, PS);
-		}
-		return i;
-	}
 	for (int i = 0; i < NSH; i++) {
 		struct shadow *s = &shs[i];
 
