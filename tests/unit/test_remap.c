@@ -78,6 +78,47 @@ START_TEST(detached_pages_synced_by_fsync)
 }
 END_TEST
 
+/* MPICH's teardown, as seen from safe_mr: the window is registered (UCX
+ * keeps its cached registration past MPI_Win_free), synced, closed and
+ * unmapped; the address is mapped again, anonymous, and written by someone
+ * else; then the cached registration goes.  The file keeps the window's
+ * last contents: nothing from the new mapping reaches it. */
+START_TEST(dereg_after_unmap_and_reuse_of_the_address)
+{
+	char path[600], mpath[600];
+	int fd = tu_file(4 * ps, 64, path, sizeof(path));
+	uint8_t *p = tu_map(fd, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct ibv_mr *mr = safe_mr_reg_mr(tu_pd, p, 4 * ps, RW);
+	uint8_t *q;
+
+	ck_assert_ptr_nonnull(mr);
+	ck_assert_int_eq(fake_nic_write(mr, 0, "windowpage0", 11), 0);
+	ck_assert_int_eq(fake_nic_write(mr, 3 * ps, "windowpage3", 11), 0);
+	ck_assert_int_eq(safe_mr_msync(p, 4 * ps, MS_SYNC), 0);
+	close(fd);
+	ck_assert_int_eq(safe_mr_munmap(p, 4 * ps), 0);
+	q = mmap(p, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+		 -1, 0);
+	ck_assert_ptr_eq(q, p);
+	memset(q, 0xee, 4 * ps);
+	ck_assert_int_eq(safe_mr_munmap(q, 4 * ps), 0);
+	q = mmap(p, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+		 -1, 0);
+	ck_assert_ptr_eq(q, p);
+	memset(q, 0xdd, 4 * ps);
+	ck_assert_int_eq(safe_mr_dereg_mr(mr), 0);
+	tu_assert_file(path, 0, "windowpage0", 11);
+	tu_assert_file(path, 3 * ps, "windowpage3", 11);
+	/* The address is still the other owner's anonymous memory. */
+	ck_assert(tu_maps_at(q, mpath, sizeof(mpath), NULL));
+	ck_assert_str_eq(mpath, "");
+	memset(q, 0xcc, 4 * ps);
+	tu_assert_file(path, 0, "windowpage0", 11);
+	munmap(q, 4 * ps);
+	ck_assert_uint_eq(tu_stats().shadow_bytes_now, 0);
+}
+END_TEST
+
 /* mremap moves a real file mapping: the shadow is written back and the
  * file mapping put back first; the moved mapping sees the data. */
 START_TEST(mremap_moves_file_mapping)
@@ -166,6 +207,7 @@ int main(void)
 	TCase *tc = tu_tcase("remap");
 
 	tcase_add_test(tc, munmap_after_dereg_writes_back);
+	tcase_add_test(tc, dereg_after_unmap_and_reuse_of_the_address);
 	tcase_add_test(tc, detached_pages_synced_by_fsync);
 	tcase_add_test(tc, mremap_moves_file_mapping);
 	tcase_add_test(tc, fork_child_never_sees_other_file);
