@@ -43,8 +43,8 @@ clean() { # TAG: remove the files of TAG on both nodes
 
 # job MPI PRELOAD OUTFILE WIN_CKPT-ARGS... (background-safe)
 job() {
-	local mpi=$1 pre=$2 o=$3 exp=ALL lim=100; shift 3
-	[ "$pre" != - ] && { exp="ALL,LD_PRELOAD=$pre"; lim=240; }
+	local mpi=$1 pre=$2 o=$3 exp=ALL lim=180; shift 3
+	[ "$pre" != - ] && { exp="ALL,LD_PRELOAD=$pre"; lim=360; }
 	cl_srun_mpi $o $lim 2 -N2 -n2 --mpi=$(pmi $mpi) --export="$exp" -K1 \
 		"$SAFE_MR_BUILD/tests/mpi/win_ckpt_$mpi" --size $SIZE --rounds $ROUNDS --keep "$@"
 }

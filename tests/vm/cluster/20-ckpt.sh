@@ -16,7 +16,7 @@ SIZE=${CL_CKPT_SIZE:-256k} ROUNDS=2
 for e in ${CL_CKPT_EXPORTS:-nfs}; do
 	f=$VM_SHARED/$e/ckpt
 	rm -f $f
-	cl_srun_mpi $VM_OUT/job.out 120 4 -N2 -n4 --mpi=pmix -K1 $PROG --all --size $SIZE --rounds $ROUNDS --keep $f
+	cl_srun_mpi $VM_OUT/job.out 180 4 -N2 -n4 --mpi=pmix -K1 $PROG --all --size $SIZE --rounds $ROUNDS --keep $f
 	out=$(cat $VM_OUT/job.out); rc=$(echo "$out" | sed -n 's/^rc=//p' | tail -n1)
 	if [ "$rc" != 0 ] && echo "$out" | grep -q -E 'ibv_reg_mr.*(Bad address|Operation not supported)'; then
 		cl_result $e n-to-1-without PASS "premise: the job dies, its windows refused: $(echo "$out" | grep -o -m2 -E 'n[12]:[0-9]+ .*ibv_reg_mr.*(Bad address|Operation not supported)' | sed 's/ .*failed:/ ibv_reg_mr:/' | tr '\n' ' ')"
@@ -25,7 +25,7 @@ for e in ${CL_CKPT_EXPORTS:-nfs}; do
 	fi
 	rm -f $f
 	a0=$(cl_cnt n1 rxe0 sent_pkts); b0=$(cl_cnt n2 rxe0 sent_pkts); t0=$SECONDS
-	cl_srun_mpi $VM_OUT/job.out 240 4 -N2 -n4 --mpi=pmix -K1 --export=ALL,LD_PRELOAD=$VM_PRELOAD \
+	cl_srun_mpi $VM_OUT/job.out 360 4 -N2 -n4 --mpi=pmix -K1 --export=ALL,LD_PRELOAD=$VM_PRELOAD \
 		$PROG --all --size $SIZE --rounds $ROUNDS --keep $f
 	out=$(cat $VM_OUT/job.out); rc=$(echo "$out" | sed -n 's/^rc=//p' | tail -n1)
 	a1=$(cl_cnt n1 rxe0 sent_pkts); b1=$(cl_cnt n2 rxe0 sent_pkts)
