@@ -24,9 +24,10 @@ L=$VM_LOCAL/ext4 N=$VM_SHARED/nfs
 
 # wait_for PATTERN FILE SECS [COUNT]: FILE has COUNT lines matching PATTERN
 wait_for() {
-	local i
-	for i in $(seq $(($3 * 2))); do
-		[ "$(grep -c -E "$1" "$2" 2>/dev/null)" -ge "${4:-1}" ] && return 0
+	local end=$((SECONDS + $3)) n
+	while [ $SECONDS -lt $end ]; do
+		n=$(grep -c -E "$1" "$2" 2>/dev/null)
+		[ "${n:-0}" -ge "${4:-1}" ] && return 0
 		sleep 0.5
 	done
 	return 1
