@@ -24,7 +24,7 @@ L=$VM_LOCAL/ext4 N=$VM_SHARED/nfs
 
 # wait_for PATTERN FILE SECS [COUNT]: FILE has COUNT lines matching PATTERN
 wait_for() {
-	local end=$((SECONDS + $3)) n
+	local end=$((SECONDS + 2 * $3)) n	# twice SECS: a busy guest is slow
 	while [ $SECONDS -lt $end ]; do
 		n=$(grep -c -E "$1" "$2" 2>/dev/null)
 		[ "${n:-0}" -ge "${4:-1}" ] && return 0
