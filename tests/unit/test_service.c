@@ -474,6 +474,9 @@ START_TEST(late_service)
 	}
 	read_all(rd[0], &got, sizeof(got));
 	ck_assert_int_eq(kill(d, SIGSTOP), 0);
+	/* A signal is delivered later than kill() returns: the service may
+	 * still run (and answer the death) unless it is seen stopped first. */
+	ck_assert_int_eq(waitid(P_PID, (id_t)d, &si, WSTOPPED | WNOWAIT), 0);
 	ck_assert_int_eq(kill(t, SIGKILL), 0);
 	ck_assert_int_eq(waitid(P_PID, (id_t)t, &si, WEXITED | WNOWAIT), 0);
 	/* Still stopped: the wait cannot be answered. */
