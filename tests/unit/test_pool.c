@@ -8,7 +8,9 @@
  * process (check's fork mode): the pool is per process. */
 #include <dirent.h>
 #include <stdatomic.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -50,66 +52,120 @@ static int pool_threads(void)
 	return n;
 }
 
-/* The file holds want[0, BIG) (one comparison: tu_assert_file asserts
- * per byte, which check makes slow). */
-static void file_is(const char *path, const uint8_t *want)
+/* big_sync runs in a second thread and in fork children too, so it uses
+ * none of check's calls: a passing ck_assert takes check's own mutex
+ * (_mark_point), and a fork while another thread held it left the child
+ * waiting for it forever.  It says what went wrong, or NULL. */
+static __thread char why[1024];
+
+#define NEED(cond, ...)                                                       \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			snprintf(why, sizeof(why), __VA_ARGS__);              \
+			return why;                                           \
+		}                                                             \
+	} while (0)
+
+static uint64_t written_back(void)
+{
+	struct safe_mr_stats s;
+
+	return safe_mr_stats(&s) == 0 ? s.bytes_written_back : UINT64_MAX;
+}
+
+/* The file holds want[0, BIG). */
+static const char *file_is(const char *path, const uint8_t *want)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	uint8_t *got = malloc(BIG);
 	size_t n = 0;
+	bool same;
 
-	ck_assert_int_ge(fd, 0);
-	ck_assert_ptr_nonnull(got);
+	NEED(fd >= 0 && got, "open %s: %s", path, strerror(errno));
 	while (n < BIG) {
 		ssize_t r = pread(fd, got + n, BIG - n, (off_t)n);
 
-		ck_assert_int_gt(r, 0);
+		if (r <= 0)
+			break;
 		n += (size_t)r;
 	}
-	ck_assert_msg(!memcmp(got, want, BIG), "the file does not hold what was synced");
+	same = n == BIG && !memcmp(got, want, BIG);
 	free(got);
 	close(fd);
+	NEED(same, "%s does not hold what was synced", path);
+	return NULL;
 }
 
 /* Shadow a BIG file, change every other page, sync: the file holds the
- * changes and only the changed pages were written. */
-static void big_sync(unsigned int seed)
+ * changes and only the changed pages were written.  (A fork by another
+ * thread writes shadows back too, at any moment: the count of bytes
+ * written starts before the first change.) */
+static const char *big_sync_body(unsigned int seed, const char *path, uint8_t *want)
 {
-	char path[600];
-	int fd = tu_file(BIG, seed, path, sizeof(path));
-	uint8_t *p = tu_map(fd, BIG, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	struct safe_mr_range *r;
+	const char *e;
 	uint64_t before;
-	uint8_t *want = malloc(BIG);
+	uint8_t *p;
 
-	ck_assert_ptr_nonnull(want);
-	ck_assert_int_eq(safe_mr_range_acquire(p, BIG, RW, NULL, &r), 0);
-	ck_assert_uint_eq(safe_mr_range_shadowed(r), BIG);
+	NEED(fd >= 0, "open %s: %s", path, strerror(errno));
 	for (size_t i = 0; i < BIG; i++)
 		want[i] = tu_byte(seed, i);
+	if (pwrite(fd, want, BIG, 0) != (ssize_t)BIG) {
+		close(fd);
+		NEED(0, "pwrite %s", path);
+	}
+	p = mmap(NULL, BIG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	NEED(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	NEED(safe_mr_range_acquire(p, BIG, RW, NULL, &r) == 0, "acquire: %s", strerror(errno));
+	NEED(safe_mr_range_shadowed(r) == BIG, "shadowed %zu of %u", safe_mr_range_shadowed(r), BIG);
+	before = written_back();
 	for (size_t pg = 0; pg < BIG / ps; pg += 2) {
 		p[pg * ps + (pg * 13) % ps] ^= 0x5a;
 		want[pg * ps + (pg * 13) % ps] ^= 0x5a;
 	}
-	before = tu_stats().bytes_written_back;
-	ck_assert_int_eq(safe_mr_range_sync(r, 0, 0, 0), 0);
-	ck_assert_uint_eq(tu_stats().bytes_written_back - before, BIG / 2);
-	file_is(path, want);
+	NEED(safe_mr_range_sync(r, 0, 0, 0) == 0, "sync: %s", strerror(errno));
+	NEED(written_back() - before == BIG / 2, "wrote %" PRIu64 " bytes, not %u",
+	     written_back() - before, BIG / 2);
+	if ((e = file_is(path, want)))
+		return e;
 	/* Nothing changed since: nothing written. */
-	before = tu_stats().bytes_written_back;
-	ck_assert_int_eq(safe_mr_range_sync(r, 0, 0, 0), 0);
-	ck_assert_uint_eq(tu_stats().bytes_written_back, before);
+	before = written_back();
+	NEED(safe_mr_range_sync(r, 0, 0, 0) == 0, "sync: %s", strerror(errno));
+	NEED(written_back() == before, "an unchanged range was written back");
 	/* One page changed, the last: found by whoever hashed it. */
 	p[BIG - 1] ^= 1;
 	want[BIG - 1] ^= 1;
-	ck_assert_int_eq(safe_mr_range_sync(r, 0, 0, 0), 0);
-	ck_assert_uint_eq(tu_stats().bytes_written_back - before, ps);
-	ck_assert_int_eq(safe_mr_range_release(r), 0);
-	file_is(path, want);
+	NEED(safe_mr_range_sync(r, 0, 0, 0) == 0, "sync: %s", strerror(errno));
+	NEED(written_back() - before == ps, "wrote %" PRIu64 " bytes for one page",
+	     written_back() - before);
+	NEED(safe_mr_range_release(r) == 0, "release: %s", strerror(errno));
+	if ((e = file_is(path, want)))
+		return e;
 	munmap(p, BIG);
-	close(fd);
+	return NULL;
+}
+
+static const char *try_big_sync(unsigned int seed)
+{
+	static _Atomic unsigned int n;
+	char path[600];
+	uint8_t *want = malloc(BIG);
+	const char *e;
+
+	snprintf(path, sizeof(path), "%s/big%u-%d-%u", tu_dir, seed, getpid(), n++);
+	e = want ? big_sync_body(seed, path, want) : "out of memory";
 	unlink(path);
 	free(want);
+	return e;
+}
+
+static void big_sync(unsigned int seed)
+{
+	const char *e = try_big_sync(seed);
+
+	ck_assert_msg(!e, "%s", e);
 }
 
 /* SAFE_MR_THREADS=3: two workers, started by the first big sync only. */
@@ -198,15 +254,22 @@ static _Atomic int stop_syncing;
 
 static void *syncer(void *arg)
 {
+	const char *e = NULL;
+	static char failed[sizeof(why)];	/* why is gone with this thread */
+
 	(void)arg;
-	for (unsigned int s = 10; !stop_syncing; s++)
-		big_sync(s);
-	return NULL;
+	for (unsigned int s = 10; !stop_syncing && !e; s++)
+		e = try_big_sync(s);
+	if (!e)
+		return NULL;
+	snprintf(failed, sizeof(failed), "%s", e);
+	return failed;
 }
 
 START_TEST(fork_with_pool)
 {
 	pthread_t t;
+	void *e;
 
 	setenv("SAFE_MR_THREADS", "2", 1);
 	big_sync(7);
@@ -218,21 +281,25 @@ START_TEST(fork_with_pool)
 
 		usleep(20000 * k);
 		pid = fork();
-		ck_assert_int_ge(pid, 0);
 		if (pid == 0) {
+			/* No check calls here: see big_sync. */
 			int before = pool_threads();
+			const char *err = try_big_sync(20 + k);
 
-			big_sync(20 + k);
-			/* exit codes: 2 inherited workers, 3 none of its own */
-			_exit(before != 0 ? 2 : pool_threads() != 1 ? 3 : 0);
+			if (err)
+				dprintf(2, "child: %s\n", err);
+			/* exit codes: 2 inherited workers, 3 none of its own, 4 the sync failed */
+			_exit(err ? 4 : before != 0 ? 2 : pool_threads() != 1 ? 3 : 0);
 		}
+		ck_assert_int_ge(pid, 0);
 		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 		ck_assert_msg(WIFEXITED(st), "child died: status %#x", st);
 		ck_assert_msg(WEXITSTATUS(st) == 0, "child: exit %d (2: saw the parent's "
-			      "workers, 3: started none)", WEXITSTATUS(st));
+			      "workers, 3: started none, 4: its sync failed)", WEXITSTATUS(st));
 	}
 	stop_syncing = 1;
-	pthread_join(t, NULL);
+	ck_assert_int_eq(pthread_join(t, &e), 0);
+	ck_assert_msg(!e, "the syncing thread: %s", (const char *)e);
 	big_sync(30);
 	ck_assert_int_eq(pool_threads(), 1);
 }
