@@ -75,8 +75,10 @@ void *sm_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
  * to learn that memory at an address changed and drop what they pinned
  * there.  The preload library does not interpose mmap: no recursion. */
 void *sm_swap_mmap(void *addr, size_t len, int prot, int fd, off_t off);
-/* Move [from, +len) over [to, +len) (MREMAP_FIXED), through libc for the
- * same reason as sm_swap_mmap. */
+/* Move [from, +len) over [to, +len) (MREMAP_FIXED) with the system call,
+ * then tell libc's hooks, for the same reason as sm_swap_mmap, with a
+ * four-argument mremap of [to, +len) to its own size (lib/sys.c: a hook
+ * that drops the fifth argument must never see MREMAP_FIXED). */
 void *sm_swap_mremap(void *from, size_t len, void *to);
 int sm_sys_munmap(void *addr, size_t len);
 void *sm_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Raw system calls for the calls the preload library interposes: the engine
  * must reach the kernel, never its own interposers (no recursion). */
+#include <errno.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -42,7 +43,20 @@ void *sm_swap_mmap(void *addr, size_t len, int prot, int fd, off_t off)
 	return mmap(addr, len, prot, MAP_SHARED | MAP_FIXED, fd, off);
 }
 
+/* The move itself is the raw system call: a hook on libc's mremap may not
+ * pass the fifth argument on (UCX 1.13's ucm_mremap takes four), and the
+ * kernel then moves the file mapping over whatever the stray register
+ * names, another object's memory, which the MPI library went on writing
+ * into the file.  The hooks hear of it by a resize of [to, +len) to its
+ * own size through libc: four arguments, a no-op for the kernel, and
+ * every hook reports that range as unmapped and mapped again. */
 void *sm_swap_mremap(void *from, size_t len, void *to)
 {
-	return mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	void *at = sm_sys_mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	int saved = errno;
+
+	if (at != MAP_FAILED)
+		(void)mremap(to, len, len, 0);
+	errno = saved;
+	return at;
 }

@@ -17,6 +17,7 @@
  *    (a MAP_SHARED mapping sees zeros there); pages changed since are
  *    written.  (A forced rewrite after a failed flush once did bring it
  *    back.) */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -60,23 +61,27 @@ static void hook_truncate(enum when now)
 	hk.truncated++;
 }
 
-/* The restore moves the file mapping back with mremap(MREMAP_FIXED): the
- * shadow is still there until the real call, so the store is "late". */
-HOOK void *mremap(void *old, size_t old_size, size_t new_size, int flags, ...)
+/* The restore moves the file mapping back with the mremap system call
+ * (MREMAP_FIXED, through syscall(): lib/sys.c): the shadow is still there
+ * until the real call, so the store is "late". */
+HOOK long syscall(long nr, ...)
 {
-	void *to = NULL;
+	static long (*next)(long, ...);
+	long a[6];
 	va_list ap;
 
-	va_start(ap, flags);
-	if (flags & MREMAP_FIXED)
-		to = va_arg(ap, void *);
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
 	va_end(ap);
-	if (hk.addr && to == hk.addr) {
+	if (!next)
+		next = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+	if (nr == SYS_mremap && (a[3] & MREMAP_FIXED) && hk.addr && (void *)a[4] == hk.addr) {
 		hk.addr = NULL;
-		memcpy((uint8_t *)to + hk.late_off, "late", 4);
+		memcpy((uint8_t *)a[4] + hk.late_off, "late", 4);
 		hk.armed = true;
 	}
-	return (void *)syscall(SYS_mremap, old, old_size, new_size, flags, to);
+	return next(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 /* The size check right after it: the file shrinks just after the answer. */
