@@ -358,9 +358,14 @@ int sm_arena_alloc(size_t len, off_t *off)
 	if (arena_end + (off_t)len > arena_size) {
 		off_t want = arena_end + (off_t)len;
 
+		off_t lim = sm_fsize_limit();
+
 		want = want < arena_size * 2 ? arena_size * 2 : want;
-		if (ftruncate(arena, want))
-			return errno;
+		if (want > lim && arena_end + (off_t)len <= lim)
+			want = lim;	/* doubling would pass RLIMIT_FSIZE */
+		err = sm_ftruncate_own(arena, want);
+		if (err)
+			return err;
 		arena_size = want;
 		view_grow(want);
 	}

@@ -621,10 +621,12 @@ static bool start(void)
 		return false;
 	}
 	state_fd = memfd_create("safe_mr-state", MFD_CLOEXEC);
-	if (state_fd < 0 || ftruncate(state_fd, (off_t)SMG_SIZE)) {
+	err = state_fd < 0 ? errno : sm_ftruncate_own(state_fd, (off_t)SMG_SIZE);
+	if (err) {
 		if (s >= 0)
 			close(s);
-		give_up("state memfd", errno);
+		give_up(err == EFBIG ? "state memfd (sparse, 16 GiB), over RLIMIT_FSIZE"
+				     : "state memfd", err);
 		return false;
 	}
 	state = sm_sys_mmap(NULL, SMG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,

@@ -80,6 +80,11 @@ void *sm_swap_mmap(void *addr, size_t len, int prot, int fd, off_t off);
  * four-argument mremap of [to, +len) to its own size (lib/sys.c: a hook
  * that drops the fifth argument must never see MREMAP_FIXED). */
 void *sm_swap_mremap(void *from, size_t len, void *to);
+/* RLIMIT_FSIZE (INT64_MAX if none), and ftruncate of one of our own
+ * memfds within it: EFBIG rather than the SIGXFSZ that would end the
+ * application.  Returns 0 or an errno. */
+off_t sm_fsize_limit(void);
+int sm_ftruncate_own(int fd, off_t size);
 int sm_sys_munmap(void *addr, size_t len);
 void *sm_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 int sm_sys_msync(void *addr, size_t len, int flags);

@@ -3,7 +3,9 @@
  * must reach the kernel, never its own interposers (no recursion). */
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -59,4 +61,25 @@ void *sm_swap_mremap(void *from, size_t len, void *to)
 		(void)mremap(to, len, len, 0);
 	errno = saved;
 	return at;
+}
+
+/* ftruncate of our own memfds (the arena, the guardian's state) within
+ * the process's RLIMIT_FSIZE: past it the kernel refuses with EFBIG and
+ * sends SIGXFSZ, whose default action ends the application.  0 or an
+ * errno. */
+off_t sm_fsize_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_FSIZE, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > (rlim_t)INT64_MAX)
+		return (off_t)INT64_MAX;
+	return (off_t)rl.rlim_cur;
+}
+
+int sm_ftruncate_own(int fd, off_t size)
+{
+	if (size > sm_fsize_limit())
+		return EFBIG;
+	return ftruncate(fd, size) ? errno : 0;
 }
