@@ -75,11 +75,11 @@ void *sm_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
  * to learn that memory at an address changed and drop what they pinned
  * there.  The preload library does not interpose mmap: no recursion. */
 void *sm_swap_mmap(void *addr, size_t len, int prot, int fd, off_t off);
-/* Move [from, +len) over [to, +len) (MREMAP_FIXED) with the system call,
- * then tell libc's hooks, for the same reason as sm_swap_mmap, with a
- * four-argument mremap of [to, +len) to its own size (lib/sys.c: a hook
- * that drops the fifth argument must never see MREMAP_FIXED). */
-void *sm_swap_mremap(void *from, size_t len, void *to);
+/* After the engine moved a file mapping over [addr, +len) with
+ * sm_sys_mremap (MREMAP_FIXED never goes through a hook: lib/sys.c), tell
+ * libc's hooks, for the same reason as sm_swap_mmap, with a four-argument
+ * mremap of the range to its own size. */
+void sm_swap_notify(void *addr, size_t len);
 /* RLIMIT_FSIZE (INT64_MAX if none), and ftruncate of one of our own
  * memfds within it: EFBIG rather than the SIGXFSZ that would end the
  * application.  Returns 0 or an errno. */

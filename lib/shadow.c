@@ -464,14 +464,16 @@ int sm_map_file_back(struct sm_chunk *c, size_t first, size_t n, int prot, bool 
 	if (kept) {
 		void *from = c->keeper + first * sm_page_size;
 
-		at = raw ? sm_sys_mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, addr)
-			 : sm_swap_mremap(from, len, addr);
+		/* Never through libc with MREMAP_FIXED: sm_swap_notify. */
+		at = sm_sys_mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, addr);
 		if (at != MAP_FAILED) {
 			for (size_t i = first; i < first + n; i++)
 				c->pg[i].kept = 0;
 			if (prot != c->prot && mprotect(addr, len, prot))
 				sm_warn("restored mapping at %p keeps its old protection: %s", addr,
 					strerror(errno));
+			if (!raw)
+				sm_swap_notify(addr, len);
 			return 0;
 		}
 	}

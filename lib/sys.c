@@ -45,22 +45,21 @@ void *sm_swap_mmap(void *addr, size_t len, int prot, int fd, off_t off)
 	return mmap(addr, len, prot, MAP_SHARED | MAP_FIXED, fd, off);
 }
 
-/* The move itself is the raw system call: a hook on libc's mremap may not
- * pass the fifth argument on (UCX 1.13's ucm_mremap takes four), and the
- * kernel then moves the file mapping over whatever the stray register
- * names, another object's memory, which the MPI library went on writing
- * into the file.  The hooks hear of it by a resize of [to, +len) to its
- * own size through libc: four arguments, a no-op for the kernel, and
- * every hook reports that range as unmapped and mapped again. */
-void *sm_swap_mremap(void *from, size_t len, void *to)
+/* The engine's moves of a file mapping back over a shadow are the raw
+ * system call (MREMAP_FIXED): a hook on libc's mremap may not pass the
+ * fifth argument on (UCX 1.13's ucm_mremap takes four), and the kernel
+ * then moved the file mapping over whatever a stray register named,
+ * another object's memory, which the MPI library went on writing into the
+ * file.  The hooks hear of the change by this: a resize of [addr, +len) to
+ * its own size through libc, four arguments, a no-op for the kernel; every
+ * hook reports the range unmapped (ucm: and mapped again).  A tracer
+ * preloaded after safe_mr sees it as an mremap at that address. */
+void sm_swap_notify(void *addr, size_t len)
 {
-	void *at = sm_sys_mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
 	int saved = errno;
 
-	if (at != MAP_FAILED)
-		(void)mremap(to, len, len, 0);
+	(void)mremap(addr, len, len, 0);
 	errno = saved;
-	return at;
 }
 
 /* ftruncate of our own memfds (the arena, the guardian's state) within

@@ -18,7 +18,8 @@
  * it, and requires: the file mapping at the same address (maps), the NIC's
  * bytes and a later CPU store in the file, every other mapping intact; and
  * ucm's handler told that the range was unmapped (UCX's registration cache
- * must drop what it pinned there). */
+ * must drop what it pinned there); drop5: the hook called at each release,
+ * never with MREMAP_FIXED. */
 #include <dlfcn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -31,8 +32,10 @@
 
 typedef int (*nic_write_fn)(struct ibv_mr *, size_t, const void *, size_t);
 
-/* drop5_lib.c's stray address. */
+/* drop5_lib.c's stray address (exported: export_dynamic), and its counts
+ * of calls and of calls with MREMAP_FIXED. */
 __attribute__((visibility("default"))) void *stray_target;
+static atomic_int *drop5_calls, *drop5_fixed;
 static void *window;
 static size_t window_len;
 static atomic_int window_unmapped;
@@ -110,8 +113,12 @@ int main(int argc, char **argv)
 		die("fake_nic_write not found: not running on the fake libibverbs");
 	if (!dlsym(RTLD_DEFAULT, "safe_mr_reg_mr"))
 		die("safe_mr is not loaded: run under LD_PRELOAD");
-	if (drop5 && !strstr(getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "", "drop5"))
-		die("drop5: preload drop5_lib after safe_mr");
+	if (drop5) {
+		drop5_calls = dlsym(RTLD_DEFAULT, "drop5_calls");
+		drop5_fixed = dlsym(RTLD_DEFAULT, "drop5_fixed_calls");
+		if (!drop5_calls || !drop5_fixed)
+			die("drop5: preload drop5_lib after safe_mr");
+	}
 	if (!drop5 && ucm_set_event_handler(UCM_EVENT_VM_UNMAPPED, 0, on_unmap, NULL) != UCS_OK)
 		die("ucm_set_event_handler refused: UCX's hooks are not installed");
 	pd = open_pd();
@@ -148,11 +155,15 @@ int main(int argc, char **argv)
 			die("round %d: ibv_reg_mr: %s", r, strerror(errno));
 		if (nic_write(mr, 0, "nic-page0", 9) || nic_write(mr, 2 * ps + 7, "nic-page2", 9))
 			die("round %d: fake_nic_write failed", r);
-		before = atomic_load(&window_unmapped);
+		before = drop5 ? atomic_load(drop5_calls) : atomic_load(&window_unmapped);
 		if (ibv_dereg_mr(mr))
 			die("round %d: ibv_dereg_mr: %s", r, strerror(errno));
-		if (atomic_load(&window_unmapped) > before)
+		if ((drop5 ? atomic_load(drop5_calls) : atomic_load(&window_unmapped)) > before)
 			seen++;
+		if (drop5 && atomic_load(drop5_fixed)) {
+			die("round %d: a four-argument mremap hook got MREMAP_FIXED (%d times)", r,
+			    atomic_load(drop5_fixed));
+		}
 		mapped_from(map, from, sizeof(from));
 		if (strcmp(from, path))
 			die("round %d: after the release %p maps '%s', not the file %s", r, (void *)map,
@@ -183,10 +194,11 @@ int main(int argc, char **argv)
 	}
 	close_pd(pd);
 	printf("%d rounds: the file mapping back in place, the NIC's bytes and later stores "
-	       "in the file, other memory intact; ucm heard of the release in %d (mode %s)\n",
+	       "in the file, other memory intact; the hooks heard of the release in %d (mode %s)\n",
 	       ROUNDS, seen, argv[1]);
-	if (!drop5 && seen != ROUNDS)
-		die("UCX's hooks did not hear of every release (%d of %d)", seen, ROUNDS);
+	if (seen != ROUNDS)
+		die("%s did not hear of every release (%d of %d)",
+		    drop5 ? "the four-argument hook" : "UCX's hooks", seen, ROUNDS);
 	printf("ok\n");
 	return 0;
 }
