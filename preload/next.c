@@ -2,7 +2,10 @@
 /* The next definitions of the libc calls we interpose (libc's, a later
  * LD_PRELOAD library's, or code a function patcher rewrote): where every
  * application call ends, so that UCX's ucm, libfabric's memhooks, Open MPI's
- * patcher and tracers see exactly the calls the application made.
+ * patcher and tracers see every call the application made, once.  They
+ * also see the engine's own notices of memory it changed under the
+ * application: an mmap(MAP_FIXED) when a shadow goes in, a same-size
+ * mremap when the file mapping comes back (lib/sys.c).
  *
  * Resolved by the first call that needs them (possibly a constructor that
  * runs before ours) or by our constructor, whichever comes first.  dlsym
