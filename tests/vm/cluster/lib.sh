@@ -48,8 +48,12 @@ cl_kernel() { cl_on $1 uname -r; }
 # LIMIT is wall-clock seconds ($SECONDS): counting loop turns made it
 # five times longer in a busy TCG guest, where each turn's grep is slow
 # (an MPICH job that hangs at a refused window waited 8 minutes).
+# CL_MPI_REFUSED (an extended regex): once the output matches it (the
+# premise jobs: UCX's "ibv_reg_mr(...) failed: Bad address"), the step gets
+# 10 s, then it is cancelled and the status is "rc=refused-hang": MPICH's
+# ranks wait forever for the refused one (Open MPI's die by themselves).
 cl_srun_mpi() {
-	local o=$1 lim=$2 n=$3 pid end fin=; shift 3
+	local o=$1 lim=$2 n=$3 pid end fin= ref=; shift 3
 	srun "$@" > $o 2>&1 &
 	pid=$!
 	end=$((SECONDS + lim))
@@ -59,6 +63,13 @@ cl_srun_mpi() {
 		if [ -n "$fin" ] && [ $((SECONDS - fin)) -ge 10 ]; then
 			kill -TERM $pid; sleep 1; kill -TERM $pid 2>/dev/null
 			wait $pid 2>/dev/null; echo "rc=finalize-hang" >> $o; return 0
+		fi
+		if [ -z "$ref" ] && [ -n "${CL_MPI_REFUSED:-}" ] && grep -q -E "$CL_MPI_REFUSED" $o; then
+			ref=$SECONDS
+		fi
+		if [ -n "$ref" ] && [ $((SECONDS - ref)) -ge 10 ]; then
+			kill -TERM $pid; sleep 1; kill -KILL $pid 2>/dev/null
+			wait $pid 2>/dev/null; echo "rc=refused-hang" >> $o; return 0
 		fi
 		sleep 0.5
 	done
