@@ -50,28 +50,13 @@ static void on_unmap(ucm_event_type_t type, ucm_event_t *ev, void *arg)
 		atomic_fetch_add(&window_unmapped, 1);
 }
 
-/* The path of the mapping holding addr ("" if anonymous), from maps. */
+/* The path of the mapping holding addr ("" if anonymous or unmapped). */
 static void mapped_from(const void *addr, char *path, size_t len)
 {
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[4200];
+	uintptr_t start;
 
-	path[0] = 0;
-	if (!f)
-		die("/proc/self/maps: %s", strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long s, e;
-		int n = 0;
-
-		if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &s, &e, &n) < 2)
-			continue;
-		if ((uintptr_t)addr >= s && (uintptr_t)addr < e) {
-			snprintf(path, len, "%s", n ? line + n : "");
-			path[strcspn(path, "\n")] = 0;
-			break;
-		}
-	}
-	fclose(f);
+	if (maps_at(addr, &start, path, len))
+		path[0] = 0;
 }
 
 static void fill(void *p, size_t len, int v)
