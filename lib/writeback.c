@@ -212,7 +212,7 @@ static int pick_engine(int fl)
 	}
 }
 
-int sm_writeback(int fd, struct sm_wb_extent *ext, size_t n, unsigned int flags)
+static int writeback_within(int fd, struct sm_wb_extent *ext, size_t n, unsigned int flags)
 {
 	struct sm_wb_extent *list = ext, *tmp = NULL;
 	size_t nw = n;
@@ -621,4 +621,51 @@ static int wb_uring(int fd, struct sm_wb_extent *ext, size_t n, unsigned int fla
 		*synced = true;
 	}
 	return first;
+}
+
+/* Nothing is written at or past RLIMIT_FSIZE: a write there would get
+ * SIGXFSZ, whose default action ends the application (a store through a
+ * plain mapping is not limited).  An extent that reaches past the limit is
+ * written up to it (as a plain short write would) and fails with EFBIG, as
+ * do those wholly past it; they stay for the next sync point. */
+int sm_writeback(int fd, struct sm_wb_extent *ext, size_t n, unsigned int flags)
+{
+	off_t lim = sm_fsize_limit();
+	struct sm_wb_extent *ok;
+	size_t m = 0, past = 0;
+	int err;
+
+	for (size_t i = 0; i < n; i++) {
+		m += ext[i].off < lim;
+		past += ext[i].off + (off_t)ext[i].len > lim;
+	}
+	if (!past)
+		return writeback_within(fd, ext, n, flags);
+	ok = malloc((m ? m : 1) * sizeof(*ok));
+	if (!ok) {
+		for (size_t i = 0; i < n; i++)
+			ext[i].err = ENOMEM;
+		SM_STAT_ADD(sync_errors, 1);
+		return ENOMEM;
+	}
+	for (size_t i = 0, k = 0; i < n; i++) {
+		if (ext[i].off >= lim)
+			continue;
+		ok[k] = ext[i];
+		if (ext[i].off + (off_t)ext[i].len > lim)
+			ok[k].len = (size_t)(lim - ext[i].off);
+		k++;
+	}
+	err = m ? writeback_within(fd, ok, m, flags) : 0;
+	for (size_t i = 0, k = 0; i < n; i++) {
+		int e = ext[i].off < lim ? ok[k++].err : 0;
+
+		ext[i].err = e ? e : ext[i].off + (off_t)ext[i].len > lim ? EFBIG : 0;
+	}
+	free(ok);
+	if (!err)
+		SM_STAT_ADD(sync_errors, 1);
+	sm_error("writeback: %zu extent(s) reach past the file size limit (RLIMIT_FSIZE, %lld "
+		 "bytes): not written there, kept for the next sync point", past, (long long)lim);
+	return err ? err : EFBIG;
 }

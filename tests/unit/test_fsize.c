@@ -8,10 +8,9 @@
  * pass it fails with EFBIG, and the guardian that cannot have its state is
  * given up with a warning (SAFE_MR_GUARDIAN=require: the registration
  * fails).  Nothing here blocks SIGXFSZ: a regression kills the case.
- * (The application's own file pages at or past the limit are another
- * matter, left open: safe_mr writes them back with pwrite, which the limit
- * refuses with SIGXFSZ, where a store through the mapping would reach the
- * file.  README, Limits.) */
+ * The application's own file pages at or past the limit are not written
+ * back (pwrite there raised SIGXFSZ too): the sync point fails with EFBIG
+ * (README, Limits). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,12 +84,42 @@ START_TEST(registrations_under_a_file_size_limit)
 }
 END_TEST
 
+/* A registration across the limit (file pages 60..67, the limit at page
+ * 64): the NIC's bytes below the limit reach the file at the sync point;
+ * those past it make the sync point fail with EFBIG (the kernel would end
+ * the process with SIGXFSZ), and stay in the shadow. */
+START_TEST(pages_past_the_limit)
+{
+	char path[600];
+	size_t big = 1u << 20;
+	int fd = tu_file(big, 4, path, sizeof(path));
+	uint8_t *p = tu_map(fd, big, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	struct ibv_mr *mr;
+
+	if (require_guardian())
+		return;		/* no registration there (above) */
+	limit_fsize(LIMIT);
+	mr = safe_mr_reg_mr(tu_pd, p + 60 * ps, 8 * ps, RW);
+	ck_assert_ptr_nonnull(mr);
+	ck_assert_int_eq(fake_nic_write(mr, ps + 9, "below", 5), 0);
+	ck_assert_int_eq(fake_nic_write(mr, 6 * ps + 9, "beyond", 6), 0);
+	ck_assert_int_eq(safe_mr_msync(p + 60 * ps, 8 * ps, MS_SYNC), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	tu_assert_file(path, 61 * (off_t)ps + 9, "below", 5);
+	tu_assert_file_pattern(path, 66 * (off_t)ps + 9, 6, 4);
+	ck_assert_mem_eq(p + 66 * ps + 9, "beyond", 6);
+	munmap(p, big);
+	close(fd);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fsize");
 	TCase *tc = tu_tcase("fsize");
 
 	tcase_add_test(tc, registrations_under_a_file_size_limit);
+	tcase_add_test(tc, pages_past_the_limit);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
