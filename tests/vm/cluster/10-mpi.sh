@@ -117,8 +117,8 @@ mpi_case() {
 		for own in 0 1; do
 			v=$(verdict "$(path $fs $tag)" $own)
 			k=$K1; [ $own = 1 ] && k=$K2
-			if { [ "$rc" = 0 ] || [ "$rc" = finalize-hang ]; } && [ "$v" = ok ] && [ "$a" -ge $min ] && [ "$b" -ge $min ]; then
-				CL_KERNEL=$k cl_result $fs $mpi-safe_mr PASS "owner rank $own (n$((own + 1))): every byte on disk after each msync and after MPI_Win_free; rxe0 $(pkdiff "$p0" "$p1"); job $((SECONDS - t0))s$([ "$rc" = finalize-hang ] && echo ', then hung in MPI_Finalize (cancelled)')"
+			if { [ "$rc" = 0 ] || { [ "$rc" = finalize-hang ] || [ "$rc" = finalize-died ]; }; } && [ "$v" = ok ] && [ "$a" -ge $min ] && [ "$b" -ge $min ]; then
+				CL_KERNEL=$k cl_result $fs $mpi-safe_mr PASS "owner rank $own (n$((own + 1))): every byte on disk after each msync and after MPI_Win_free; rxe0 $(pkdiff "$p0" "$p1"); job $((SECONDS - t0))s$({ [ "$rc" = finalize-hang ] || [ "$rc" = finalize-died ]; } && echo ', then hung in MPI_Finalize (cancelled)')"
 			else
 				CL_KERNEL=$k cl_result $fs $mpi-safe_mr FAIL "owner rank $own: got '$v' rc=$rc $(pkdiff "$p0" "$p1"): $(why)"
 			fi
@@ -136,7 +136,7 @@ mpi_case() {
 			k=$K1; [ $own = 1 ] && k=$K2
 			if echo "$af" | grep -q ' AFTER_FINALIZE ok '; then
 				CL_KERNEL=$k cl_result $fs $mpi-after-finalize PASS "owner rank $own reads every NIC byte after MPI_Finalize"
-			elif [ -z "$af" ] && [ "$rc" = finalize-hang ]; then
+			elif [ -z "$af" ] && { [ "$rc" = finalize-hang ] || [ "$rc" = finalize-died ]; }; then
 				continue
 			else
 				CL_KERNEL=$k cl_result $fs $mpi-after-finalize FAIL "owner rank $own: ${af:-no AFTER_FINALIZE line (rc=$rc)}"

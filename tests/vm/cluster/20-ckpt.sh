@@ -31,8 +31,8 @@ for e in ${CL_CKPT_EXPORTS:-nfs}; do
 	a1=$(cl_cnt n1 rxe0 sent_pkts); b1=$(cl_cnt n2 rxe0 sent_pkts)
 	echo "$out" | sed 's/^/  /'
 	nok=$(echo "$out" | grep -c "^win_ckpt: $f RESULT ok")
-	if { [ "$rc" = 0 ] || [ "$rc" = finalize-hang ]; } && [ $nok = 4 ]; then
-		cl_result $e n-to-1-safe_mr PASS "4 ranks, each region on disk after every msync; rxe0 packets n1 sent $((a1 - a0)), n2 sent $((b1 - b0)); $((SECONDS - t0))s$([ $rc = finalize-hang ] && echo ', then hung in MPI_Finalize (cancelled)')"
+	if { [ "$rc" = 0 ] || { [ "$rc" = finalize-hang ] || [ "$rc" = finalize-died ]; }; } && [ $nok = 4 ]; then
+		cl_result $e n-to-1-safe_mr PASS "4 ranks, each region on disk after every msync; rxe0 packets n1 sent $((a1 - a0)), n2 sent $((b1 - b0)); $((SECONDS - t0))s$([ $rc = finalize-hang ] && echo ', then hung in MPI_Finalize (cancelled)')$([ $rc = finalize-died ] && echo ', then died in MPI_Finalize')"
 	else
 		cl_result $e n-to-1-safe_mr FAIL "rc=$rc, $nok of 4 owners ok: $(echo "$out" | grep -E 'RESULT|FAIL|rror' | head -n3 | tr '\n' ' ')"
 	fi
