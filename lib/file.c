@@ -356,9 +356,7 @@ int sm_arena_alloc(size_t len, off_t *off)
 	if (sm_afree_take(len, off))
 		return 0;
 	if (arena_end + (off_t)len > arena_size) {
-		off_t want = arena_end + (off_t)len;
-
-		off_t lim = sm_fsize_limit();
+		off_t want = arena_end + (off_t)len, lim = sm_fsize_limit();
 
 		want = want < arena_size * 2 ? arena_size * 2 : want;
 		if (want > lim && arena_end + (off_t)len <= lim)
